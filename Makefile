@@ -1,0 +1,37 @@
+# The two commands of the README, and what they stand on. Each target sets up what it needs from nothing:
+#   make book   build the book into _build/html (creates .venv and installs lnkit[book])
+#   make test   run every test (creates .venv, installs lnkit[dev], and Chromium for the browser tests)
+# Re-running is cheap: an install is redone only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+# nbgrader runs `alembic` from PATH, and the book's kernels must find the venv's python first.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: book test browser clean help
+
+help:
+	@echo "make book   build the book into _build/html (open _build/html/index.html)"
+	@echo "make test   run every test"
+
+$(VENV)/.installed-%: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[$*]'
+	touch $@
+
+book: $(VENV)/.installed-book
+	jupyter-book build . -W -n --keep-going
+
+# Debian's Chromium for the browser tests; Playwright drives it and never downloads a browser of its own.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "The browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+test: $(VENV)/.installed-dev browser
+	python -m pytest
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,45 @@
+"""HTML details of the course's book that Jupyter Book 1.x does not handle by itself.
+
+1. MathJax is served from the built book, not from a CDN, so math is typeset when the book is opened from disk,
+   behind a firewall, or in the offline browser tests. MathJax 3 comes from PyPI: the `django-static-mathjax` wheel
+   is plain MathJax 3.2.2 static files with no dependencies. Its browser bundle (`es5/`) is copied into
+   `_static/mathjax/` and Sphinx's `mathjax_path` points there.
+2. Every script is included once per page. sphinx-thebe 0.3 adds its configuration script each time Sphinx reads
+   the sources, and a page that declares `const THEBE_JS_URL` twice stops with a JavaScript error.
+"""
+
+import shutil
+from pathlib import Path
+
+
+def _mathjax_es5() -> Path:
+    import mathjax  # installed by the django-static-mathjax distribution
+
+    return Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+
+
+def _use_local_mathjax(app, config):
+    config.mathjax_path = "mathjax/tex-chtml.js"  # relative to _static
+
+
+def _copy_mathjax(app, exception):
+    if exception is None and app.builder.format == "html":
+        shutil.copytree(_mathjax_es5(), Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
+
+
+def _each_script_once(app, pagename, templatename, context, doctree):
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        # the same file or inline body, whatever its priority; an inline script's filename is None or ""
+        key = (getattr(script, "filename", None) or "", tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app):
+    app.connect("config-inited", _use_local_mathjax)
+    app.connect("build-finished", _copy_mathjax)
+    app.connect("html-page-context", _each_script_once, priority=900)  # after every extension has added its own
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
