@@ -18,6 +18,7 @@ Shapes: ``B`` sequences of ``T`` tokens with ``C = n_embd`` features; ``H`` head
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -80,7 +81,8 @@ class LayerNormCall:
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """GPT-2's GELU, the tanh approximation (transformers' ``gelu_new``)."""
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    # Python floats, not NumPy float64 scalars: under NumPy 2 those would promote a float32 model to float64.
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -98,7 +100,7 @@ def self_attention(x, w_qkv, b_qkv, w_proj, b_proj, n_head: int, causal: bool = 
     q, k, v = np.split(x @ w_qkv + b_qkv, 3, axis=-1)  # each (B, T, C)
     # (B, T, C) -> (B, H, T, C/H): one slice of the features per head
     q, k, v = (a.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3) for a in (q, k, v))
-    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(C // n_head)  # (B, H, T, T)
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(C // n_head)  # (B, H, T, T); a Python float keeps float32
     if causal:  # token t may look at tokens 0..t only
         scores = np.where(np.tril(np.ones((T, T), dtype=bool)), scores, -np.inf)
     out = _softmax(scores) @ v  # (B, H, T, C/H)
@@ -189,6 +191,13 @@ class GPT2:
         )  # fmt: skip
         if getattr(hf, "activation_function", "gelu_new") != "gelu_new":
             raise ValueError(f"only GPT-2's gelu_new activation is supported; got {hf.activation_function!r}.")
+        # Attention variants GPT-2 itself does not use; refusing them beats silently computing something else.
+        if not getattr(hf, "scale_attn_weights", True) or getattr(hf, "scale_attn_by_inverse_layer_idx", False):
+            raise ValueError(
+                "only GPT-2's attention scaling (scores / sqrt(head size)) is supported; got "
+                f"scale_attn_weights={hf.scale_attn_weights}, "
+                f"scale_attn_by_inverse_layer_idx={hf.scale_attn_by_inverse_layer_idx}."
+            )
         params = {}
         for name, tensor in model.state_dict().items():
             name = name.removeprefix("transformer.")

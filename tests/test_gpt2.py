@@ -303,17 +303,15 @@ def test_bad_input_ids_raise_value_error_naming_input_ids(tiny, ids):
         tiny(ids)
 
 
-# --- known gaps (strict xfail: they turn into failures the day lnkit is fixed, so the marker can go) ----------------
+# --- dtype and unsupported configurations ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="lnkit bug: np.float64 scalars in gelu/self_attention promote float32 to float64")
 def test_float32_model_stays_float32(small_hf):
     """from_transformers keeps the dtype of the weights, so a float32 model should compute and return float32."""
     out = GPT2.from_transformers(small_hf)(_ids((1, 5), SMALL["vocab_size"]))
     assert out.dtype == np.float32
 
 
-@pytest.mark.xfail(strict=True, reason="lnkit bug: from_transformers ignores transformers' attention-scaling options")
 @pytest.mark.parametrize("option", [dict(scale_attn_by_inverse_layer_idx=True), dict(scale_attn_weights=False)])
 def test_unsupported_attention_scaling_is_refused_or_matched(option):
     """A transformers config lnkit does not implement must be refused (as a non-GELU activation is), never silently
