@@ -9,11 +9,12 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # nbgrader runs `alembic` from PATH, and the book's kernels must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test browser clean help
+.PHONY: book test bench browser clean help
 
 help:
 	@echo "make book   build the book into _build/html (open _build/html/index.html)"
 	@echo "make test   run every test"
+	@echo "make bench  time lnkit against the textbook formula and torch; writes benchmarks/results/cpu.json"
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,10 @@ browser:
 
 test: $(VENV)/.installed-dev browser
 	python -m pytest
+
+# Side-by-side timings as ratios (python -m benchmarks --help for options; --device cuda for the GPU section).
+bench: $(VENV)/.installed-torch
+	python -m benchmarks
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,476 @@
+"""Students' answers for the graded exercises: one correct answer per function, and a corpus of wrong ones.
+
+Shared by tests/test_checks.py (each check must pass the correct answer and fail every wrong one with its specific
+message) and tests/test_grading.py (the same answers, put into real notebooks and graded with nbgrader).
+
+Each answer is source code, as a student would type it into a notebook's solution cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The correct answers, one solution cell per function. Each cell is self-contained (its own imports).
+CORRECT = {
+    "layer_norm_stats": '''
+import numpy as np
+
+def layer_norm_stats(x):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    mean = work.mean(axis=-1)
+    var = ((work - mean[..., None]) ** 2).mean(axis=-1)
+    return mean.astype(x.dtype), var.astype(x.dtype)
+''',
+    "layer_norm": '''
+import numpy as np
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    mean = work.mean(axis=-1, keepdims=True)
+    var = ((work - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (work - mean) / np.sqrt(var + eps) * gamma + beta
+    return y.astype(x.dtype)
+''',
+    "normalize_over": '''
+import numpy as np
+
+def normalize_over(x, axes, eps=1e-5):
+    x = np.asarray(x)
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    mean = work.mean(axis=axes, keepdims=True)
+    var = ((work - mean) ** 2).mean(axis=axes, keepdims=True)
+    return ((work - mean) / np.sqrt(var + eps)).astype(x.dtype)
+''',
+    "count_statistics": '''
+import math
+
+def count_statistics(shape, axes):
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    axes = {a % len(shape) for a in axes}
+    return math.prod(d for i, d in enumerate(shape) if i not in axes)
+''',
+    "ln_applications": '''
+def ln_applications(n_layer):
+    return 2 * n_layer + 1
+''',
+    "ln_statistics": '''
+def ln_statistics(n_layer, batch, seq_len, n_head):
+    return (2 * n_layer + 1) * batch * seq_len
+''',
+    "ln_parameters": '''
+def ln_parameters(n_layer, d_model):
+    return (2 * n_layer + 1) * 2 * d_model
+''',
+    "fit_gain_bias": '''
+import numpy as np
+
+def fit_gain_bias(x, y, eps=1e-5):
+    x, y = np.asarray(x), np.asarray(y)
+    c = x.shape[-1]
+    xw = x.astype(np.float32) if x.dtype == np.float16 else x
+    yw = y.astype(np.float32) if y.dtype == np.float16 else y
+    mean = xw.mean(axis=-1, keepdims=True)
+    xhat = (xw - mean) / np.sqrt(((xw - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat, yw = xhat.reshape(-1, c), yw.reshape(-1, c)
+    mx, my = xhat.mean(axis=0), yw.mean(axis=0)
+    gamma = ((xhat - mx) * (yw - my)).mean(axis=0) / ((xhat - mx) ** 2).mean(axis=0)
+    beta = my - gamma * mx
+    return gamma.astype(x.dtype), beta.astype(x.dtype)
+''',
+    "rms_norm": '''
+import numpy as np
+
+def rms_norm(x, gamma, eps=1e-6):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    ms = (work * work).mean(axis=-1, keepdims=True)
+    return (work / np.sqrt(ms + eps) * gamma).astype(x.dtype)
+''',
+    "layer_norm_via_rms": '''
+import numpy as np
+
+def layer_norm_via_rms(x, gamma, beta, eps=1e-5):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    centred = work - work.mean(axis=-1, keepdims=True)
+    return (rms_norm(centred, gamma, eps) + beta).astype(x.dtype)
+''',
+    "pre_ln": '''
+def pre_ln(x, sublayer, norm):
+    return x + sublayer(norm(x))
+''',
+    "post_ln": '''
+def post_ln(x, sublayer, norm):
+    return norm(x + sublayer(x))
+''',
+    "layer_norm_backward": '''
+import numpy as np
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    x, dout = np.asarray(x), np.asarray(dout)
+    xw = x.astype(np.float32) if x.dtype == np.float16 else x
+    dy = dout.astype(xw.dtype)
+    mean = xw.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(((xw - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = (xw - mean) * rstd
+    g = dy * gamma
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    lead = tuple(range(x.ndim - 1))
+    return dx.astype(x.dtype), (dy * xhat).sum(axis=lead).astype(gamma.dtype), dy.sum(axis=lead).astype(gamma.dtype)
+''',
+    "running_stats": '''
+import numpy as np
+
+def running_stats(x):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    mean = np.zeros(x.shape[:-1], dtype=work.dtype)
+    m2 = np.zeros(x.shape[:-1], dtype=work.dtype)
+    for n in range(1, x.shape[-1] + 1):  # Welford: one pass over the features
+        value = work[..., n - 1]
+        delta = value - mean
+        mean = mean + delta / n
+        m2 = m2 + delta * (value - mean)
+    return mean.astype(x.dtype), (m2 / x.shape[-1]).astype(x.dtype)
+''',
+}
+
+# Which check grades which function, and the notebook (assignment) it belongs to.
+CHECKS = {
+    "layer_norm_stats": ("check_layer_norm_stats", "01-layernorm"),
+    "layer_norm": ("check_layer_norm", "01-layernorm"),
+    "normalize_over": ("check_normalize_over", "02-which-axis"),
+    "count_statistics": ("check_count_statistics", "02-which-axis"),
+    "ln_applications": ("check_ln_applications", "03-counting"),
+    "ln_statistics": ("check_ln_statistics", "03-counting"),
+    "ln_parameters": ("check_ln_parameters", "03-counting"),
+    "fit_gain_bias": ("check_fit_gain_bias", "04-gain-bias"),
+    "rms_norm": ("check_rms_norm", "05-rmsnorm"),
+    "layer_norm_via_rms": ("check_layer_norm_via_rms", "05-rmsnorm"),
+    "pre_ln": ("check_pre_ln", "06-pre-post-ln"),
+    "post_ln": ("check_post_ln", "06-pre-post-ln"),
+    "layer_norm_backward": ("check_layer_norm_backward", "07-backward"),
+    "running_stats": ("check_running_stats", "08-speed"),
+}
+
+
+@dataclass(frozen=True)
+class Wrong:
+    id: str  # a short name for the mistake
+    function: str  # the function it replaces
+    source: str  # the wrong solution cell
+    words: tuple[str, ...]  # what the check's message must say (case-insensitive substrings)
+
+
+def _ln(body: str, extra_args: str = "") -> str:
+    return f'''
+import numpy as np
+
+def layer_norm(x, gamma, beta, eps=1e-5{extra_args}):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+{body}
+'''
+
+
+def _stats(body: str) -> str:
+    return f'''
+import numpy as np
+
+def layer_norm_stats(x):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+{body}
+'''
+
+
+WRONG = [
+    # --- chapter 1: layer_norm_stats
+    Wrong("stats-unbiased", "layer_norm_stats", _stats(
+        "    return work.mean(-1).astype(x.dtype), work.var(-1, ddof=1).astype(x.dtype)"), ("unbiased", "C - 1")),
+    Wrong("stats-axis0", "layer_norm_stats", _stats(
+        "    return work.mean(0).astype(x.dtype), work.var(0).astype(x.dtype)"), ("wrong axis", "axis=-1")),
+    Wrong("stats-all", "layer_norm_stats", _stats(
+        "    return work.mean().astype(x.dtype), work.var().astype(x.dtype)"), ("whole array",)),
+    Wrong("stats-std", "layer_norm_stats", _stats(
+        "    return work.mean(-1).astype(x.dtype), work.std(-1).astype(x.dtype)"), ("standard deviation",)),
+    Wrong("stats-swapped", "layer_norm_stats", _stats(
+        "    return work.var(-1).astype(x.dtype), work.mean(-1).astype(x.dtype)"), ("wrong order",)),
+    Wrong("stats-keepdims", "layer_norm_stats", _stats(
+        "    return (work.mean(-1, keepdims=True).astype(x.dtype),\n"
+        "            work.var(-1, keepdims=True).astype(x.dtype))"), ("keepdims", "x.shape[:-1]")),
+    Wrong("stats-cancellation", "layer_norm_stats", _stats(
+        "    m = work.mean(-1)\n    return m.astype(x.dtype), ((work * work).mean(-1) - m * m).astype(x.dtype)"),
+        ("E[x²] − E[x]²", "far from zero")),
+    Wrong("stats-float16-overflow", "layer_norm_stats", '''
+import numpy as np
+
+def layer_norm_stats(x):
+    mean = x.mean(axis=-1)
+    return mean, ((x - mean[..., None]) ** 2).mean(axis=-1)
+''', ("float16", "65504", "float32")),
+    Wrong("stats-dtype-lost", "layer_norm_stats", _stats(
+        "    w = work.astype(np.float64)\n    return w.mean(-1), w.var(-1)"), ("dtype", "float32", "astype")),
+    Wrong("stats-in-place", "layer_norm_stats", _stats(
+        "    mean = work.mean(-1)\n    x -= 0\n    x[...] = 0\n    return mean.astype(x.dtype), "
+        "work.var(-1).astype(x.dtype)"), ("in place", "`x`")),
+    Wrong("stats-calls-lnkit", "layer_norm_stats", '''
+import lnkit
+
+def layer_norm_stats(x):
+    return lnkit.layer_norm_stats(x)
+''', ("you called lnkit.layer_norm_stats",)),
+    # --- chapter 1: layer_norm
+    Wrong("ln-unbiased", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True, ddof=1)\n"
+        "    return ((work - m) / np.sqrt(v + eps) * gamma + beta).astype(x.dtype)"), ("unbiased", "C - 1")),
+    Wrong("ln-eps-outside", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
+        "    return ((work - m) / (np.sqrt(v) + eps) * gamma + beta).astype(x.dtype)"),
+        ("eps is outside the square root",)),
+    Wrong("ln-no-eps", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
+        "    return ((work - m) / np.sqrt(v) * gamma + beta).astype(x.dtype)"), ("eps is missing", "constant rows give NaN")),
+    Wrong("ln-axis0", "layer_norm", _ln(
+        "    m = work.mean(0, keepdims=True)\n    v = work.var(0, keepdims=True)\n"
+        "    return ((work - m) / np.sqrt(v + eps) * gamma + beta).astype(x.dtype)"), ("wrong axis", "axis 0")),
+    Wrong("ln-all-axes", "layer_norm", _ln(
+        "    m = work.mean()\n    v = work.var()\n"
+        "    return ((work - m) / np.sqrt(v + eps) * gamma + beta).astype(x.dtype)"), ("whole array",)),
+    Wrong("ln-gamma-ignored", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
+        "    return ((work - m) / np.sqrt(v + eps) + beta).astype(x.dtype)"), ("gamma is ignored",)),
+    Wrong("ln-beta-ignored", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
+        "    return ((work - m) / np.sqrt(v + eps) * gamma).astype(x.dtype)"), ("beta is ignored",)),
+    Wrong("ln-gamma-beta-swapped", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
+        "    return ((work - m) / np.sqrt(v + eps) * beta + gamma).astype(x.dtype)"), ("swapped",)),
+    Wrong("ln-eps-hardcoded", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
+        "    return ((work - m) / np.sqrt(v + 1e-5) * gamma + beta).astype(x.dtype)"), ("eps argument is ignored",)),
+    Wrong("ln-cancellation", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = (work * work).mean(-1, keepdims=True) - m * m\n"
+        "    return ((work - m) / np.sqrt(v + eps) * gamma + beta).astype(x.dtype)"), ("E[x²] − E[x]²",)),
+    Wrong("ln-dtype-lost", "layer_norm", _ln(
+        "    w = work.astype(np.float64)\n    m = w.mean(-1, keepdims=True)\n    v = w.var(-1, keepdims=True)\n"
+        "    return (w - m) / np.sqrt(v + eps) * gamma + beta"), ("loses the input's dtype",)),
+    Wrong("ln-in-place", "layer_norm", _ln(
+        "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n    work -= m\n"
+        "    return (work / np.sqrt(v + eps) * gamma + beta).astype(x.dtype)"), ("modified its input `x` in place",)),
+    Wrong("ln-calls-lnkit", "layer_norm", '''
+from lnkit import layer_norm as reference
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    return reference(x, gamma, beta, eps)
+''', ("you called lnkit.layer_norm instead of writing layer_norm",)),
+    Wrong("ln-calls-torch", "layer_norm", '''
+import numpy as np
+import torch
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    return torch.nn.functional.layer_norm(t(x), x.shape[-1:], t(gamma), t(beta), eps).numpy()
+''', ("you called torch.nn.functional.layer_norm",)),
+    # --- chapter 2
+    Wrong("normalize-over-last-axis-only", "normalize_over", '''
+import numpy as np
+
+def normalize_over(x, axes, eps=1e-5):
+    m = x.mean(axis=-1, keepdims=True)
+    v = x.var(axis=-1, keepdims=True)
+    return ((x - m) / np.sqrt(v + eps)).astype(x.dtype)
+''', ("`axes` is ignored",)),
+    Wrong("normalize-over-complement", "normalize_over", '''
+import numpy as np
+
+def normalize_over(x, axes, eps=1e-5):
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    keep = tuple(a for a in range(x.ndim) if a not in {b % x.ndim for b in axes})
+    m = x.mean(axis=keep, keepdims=True)
+    v = x.var(axis=keep, keepdims=True)
+    return ((x - m) / np.sqrt(v + eps)).astype(x.dtype)
+''', ("NOT in `axes`",)),
+    Wrong("normalize-over-unbiased", "normalize_over", '''
+import numpy as np
+
+def normalize_over(x, axes, eps=1e-5):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    m = w.mean(axis=axes, keepdims=True)
+    v = w.var(axis=axes, keepdims=True, ddof=1)
+    return ((w - m) / np.sqrt(v + eps)).astype(x.dtype)
+''', ("unbiased", "n - 1")),
+    Wrong("count-statistics-inverted", "count_statistics", '''
+import math
+
+def count_statistics(shape, axes):
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return math.prod(shape[a] for a in axes)
+''', ("axes normalized over",)),
+    Wrong("count-statistics-numpy-int", "count_statistics", '''
+import numpy as np
+
+def count_statistics(shape, axes):
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    axes = {a % len(shape) for a in axes}
+    return np.prod([d for i, d in enumerate(shape) if i not in axes], dtype=np.int64)
+''', ("not a plain python int",)),
+    Wrong("count-statistics-negative-axes", "count_statistics", '''
+import math
+
+def count_statistics(shape, axes):
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return math.prod(d for i, d in enumerate(shape) if i not in axes)
+''', ("negative axes",)),
+    # --- chapter 3
+    Wrong("ln-applications-no-ln-f", "ln_applications", '''
+def ln_applications(n_layer):
+    return 2 * n_layer
+''', ("forgot ln_f",)),
+    Wrong("ln-applications-hard-coded", "ln_applications", '''
+def ln_applications(n_layer):
+    return 25
+''', ("whatever its arguments",)),
+    Wrong("ln-statistics-times-heads", "ln_statistics", '''
+def ln_statistics(n_layer, batch, seq_len, n_head):
+    return (2 * n_layer + 1) * batch * seq_len * n_head
+''', ("n_head should play no part",)),
+    Wrong("ln-statistics-12x1024", "ln_statistics", '''
+def ln_statistics(n_layer, batch, seq_len, n_head):
+    return n_head * seq_len
+''', ("12×1024",)),
+    Wrong("ln-statistics-no-batch", "ln_statistics", '''
+def ln_statistics(n_layer, batch, seq_len, n_head):
+    return (2 * n_layer + 1) * seq_len
+''', ("batch size is missing",)),
+    Wrong("ln-parameters-gains-only", "ln_parameters", '''
+def ln_parameters(n_layer, d_model):
+    return (2 * n_layer + 1) * d_model
+''', ("only the gains",)),
+    Wrong("ln-parameters-no-ln-f", "ln_parameters", '''
+def ln_parameters(n_layer, d_model):
+    return 2 * n_layer * 2 * d_model
+''', ("forgot ln_f",)),
+    # --- chapter 4
+    Wrong("fit-on-raw-x", "fit_gain_bias", '''
+import numpy as np
+
+def fit_gain_bias(x, y, eps=1e-5):
+    c = x.shape[-1]
+    u, v = x.reshape(-1, c).astype(np.float64), y.reshape(-1, c).astype(np.float64)
+    mu, mv = u.mean(0), v.mean(0)
+    gamma = ((u - mu) * (v - mv)).mean(0) / ((u - mu) ** 2).mean(0)
+    return gamma.astype(x.dtype), (mv - gamma * mu).astype(x.dtype)
+''', ("normalized x",)),
+    Wrong("fit-by-std", "fit_gain_bias", '''
+import numpy as np
+
+def fit_gain_bias(x, y, eps=1e-5):
+    c = x.shape[-1]
+    w = x.astype(np.float64)
+    m = w.mean(-1, keepdims=True)
+    xhat = ((w - m) / np.sqrt(w.var(-1, keepdims=True) + eps)).reshape(-1, c)
+    v = y.reshape(-1, c).astype(np.float64)
+    gamma = v.std(0) / xhat.std(0)
+    return gamma.astype(x.dtype), (v.mean(0) - gamma * xhat.mean(0)).astype(x.dtype)
+''', ("loses its sign",)),
+    # --- chapter 5
+    Wrong("rms-centred", "rms_norm", '''
+import numpy as np
+
+def rms_norm(x, gamma, eps=1e-6):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    w = w - w.mean(-1, keepdims=True)
+    return (w / np.sqrt((w * w).mean(-1, keepdims=True) + eps) * gamma).astype(x.dtype)
+''', ("does not centre",)),
+    Wrong("rms-eps-outside", "rms_norm", '''
+import numpy as np
+
+def rms_norm(x, gamma, eps=1e-6):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    return (w / (np.sqrt((w * w).mean(-1, keepdims=True)) + eps) * gamma).astype(x.dtype)
+''', ("eps is outside the square root",)),
+    Wrong("via-rms-not-centred", "layer_norm_via_rms", '''
+import numpy as np
+
+def layer_norm_via_rms(x, gamma, beta, eps=1e-5):
+    return (rms_norm(x, gamma, eps) + beta).astype(x.dtype)
+''', ("not centred",)),
+    Wrong("via-rms-without-rms", "layer_norm_via_rms", '''
+import numpy as np
+
+def layer_norm_via_rms(x, gamma, beta, eps=1e-5):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    m = w.mean(-1, keepdims=True)
+    return ((w - m) / np.sqrt(((w - m) ** 2).mean(-1, keepdims=True) + eps) * gamma + beta).astype(x.dtype)
+''', ("never calls a function named rms_norm",)),
+    # --- chapter 6
+    Wrong("pre-ln-is-post-ln", "pre_ln", '''
+def pre_ln(x, sublayer, norm):
+    return norm(x + sublayer(x))
+''', ("this is the post-ln wiring",)),
+    Wrong("pre-ln-no-residual", "pre_ln", '''
+def pre_ln(x, sublayer, norm):
+    return sublayer(norm(x))
+''', ("residual is missing",)),
+    Wrong("post-ln-is-pre-ln", "post_ln", '''
+def post_ln(x, sublayer, norm):
+    return x + sublayer(norm(x))
+''', ("this is the pre-ln wiring",)),
+    Wrong("pre-ln-calls-lnkit", "pre_ln", '''
+from lnkit.gpt2 import pre_ln as reference
+
+def pre_ln(x, sublayer, norm):
+    return reference(x, sublayer, norm)
+''', ("you called lnkit.gpt2.pre_ln",)),
+    # --- chapter 7
+    Wrong("backward-constant-stats", "layer_norm_backward", '''
+import numpy as np
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    m = x.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(x.var(-1, keepdims=True) + eps)
+    xhat = (x - m) * rstd
+    lead = tuple(range(x.ndim - 1))
+    return (dout * gamma * rstd).astype(x.dtype), (dout * xhat).sum(lead).astype(gamma.dtype), dout.sum(lead).astype(gamma.dtype)
+''', ("treats the mean and the variance as constants",)),
+    Wrong("backward-sum-axis0", "layer_norm_backward", '''
+import numpy as np
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    dy = dout.astype(w.dtype)
+    m = w.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((w - m) ** 2).mean(-1, keepdims=True) + eps)
+    xhat = (w - m) * rstd
+    g = dy * gamma
+    dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx.astype(x.dtype), (dy * xhat).sum(0).astype(gamma.dtype), dy.sum(0).astype(gamma.dtype)
+''', ("summed over axis 0 only",)),
+    Wrong("backward-calls-lnkit", "layer_norm_backward", '''
+import lnkit
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    return lnkit.layer_norm_backward(dout, x, gamma, eps)
+''', ("you called lnkit.layer_norm_backward",)),
+    # --- chapter 8
+    Wrong("running-naive-one-pass", "running_stats", '''
+import numpy as np
+
+def running_stats(x):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    s = (w).sum(-1)
+    s2 = (w * w).sum(-1)
+    n = x.shape[-1]
+    return (s / n).astype(x.dtype), (s2 / n - (s / n) ** 2).astype(x.dtype)
+''', ("welford",)),
+    Wrong("running-calls-np-var", "running_stats", '''
+import numpy as np
+
+def running_stats(x):
+    return x.mean(-1), x.var(-1)
+''', ("you called np.var",)),
+]

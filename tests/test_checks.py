@@ -1,0 +1,161 @@
+"""lnkit.checks: every check passes a correct answer, and fails each wrong answer of tests/corpus.py with its own message.
+
+The checks are what graded notebooks run, so the properties that matter to nbgrader are tested too: nothing on
+stderr, a visible check under a second, hidden cases that differ from the visible ones, and no torch at import.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lnkit import checks
+from corpus import CHECKS, CORRECT, WRONG
+
+
+def define(*sources: str) -> dict:
+    """Run solution cells as a notebook would, in one namespace, and return it."""
+    namespace: dict = {}
+    for source in sources:
+        exec(compile(source, "<solution cell>", "exec"), namespace)  # noqa: S102 - the corpus is ours
+    return namespace
+
+
+def student(function: str, source: str | None = None):
+    # layer_norm_via_rms calls the student's rms_norm: define it first, from the correct answers
+    needs = ["rms_norm"] if function == "layer_norm_via_rms" else []
+    return define(*(CORRECT[n] for n in needs), source or CORRECT[function])[function]
+
+
+@pytest.mark.parametrize("function", sorted(CHECKS))
+@pytest.mark.parametrize("hidden", [False, True], ids=["visible", "hidden"])
+def test_correct_answer_passes(function, hidden, capsys):
+    check = getattr(checks, CHECKS[function][0])
+    check(student(function), hidden=hidden)
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert out.out.startswith(f"{CHECKS[function][0]}: ") and out.out.rstrip().endswith("cases passed")
+    assert out.out.count("\n") == 1  # one short line
+
+
+@pytest.mark.parametrize("wrong", WRONG, ids=[w.id for w in WRONG])
+def test_wrong_answer_fails_with_its_message(wrong, capsys):
+    check = getattr(checks, CHECKS[wrong.function][0])
+    with pytest.raises(AssertionError) as info:
+        check(student(wrong.function, wrong.source))
+    message = str(info.value)
+    assert message.startswith(CHECKS[wrong.function][0])
+    for words in wrong.words:
+        assert words.lower() in message.lower(), f"{words!r} not in:\n{message}"
+    assert capsys.readouterr().err == ""
+
+
+def test_the_corpus_covers_every_check():
+    assert set(CHECKS) == set(CORRECT)
+    assert {w.function for w in WRONG} == set(CHECKS)
+    assert set(checks.__all__) == {c for c, _ in CHECKS.values()}
+
+
+@pytest.mark.parametrize("function", sorted(CHECKS))
+def test_blank_answer_is_told_it_is_not_written(function):
+    def blank(*args, **kwargs):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not written yet"):
+        getattr(checks, CHECKS[function][0])(blank)
+
+
+def test_message_names_the_smallest_failing_input():
+    wrong = next(w for w in WRONG if w.id == "ln-unbiased")
+    with pytest.raises(AssertionError) as info:
+        checks.check_layer_norm(student("layer_norm", wrong.source))
+    message = str(info.value)
+    assert "smallest failing input: layer_norm(x" in message
+    assert "expected:" in message and "got:" in message
+
+
+@pytest.mark.parametrize("function", ["layer_norm", "ln_parameters", "count_statistics"])
+def test_hidden_cases_catch_answers_hard_coded_for_the_visible_ones(function):
+    """An answer that replays the visible cases' expected outputs passes the visible check and fails the hidden one."""
+    check = getattr(checks, CHECKS[function][0])
+    reference = student(function)
+    seen: dict = {}
+
+    def recording(*args):
+        out = reference(*args)
+        seen[repr(args)] = out
+        return out
+
+    check(recording)
+
+    def replay(*args):
+        if repr(args) in seen:
+            return seen[repr(args)]
+        return 0 if CHECKS[function][0] != "check_layer_norm" else np.zeros_like(args[0])
+
+    check(replay)  # the visible check cannot tell
+    with pytest.raises(AssertionError):
+        check(replay, hidden=True)
+
+
+@pytest.mark.parametrize("function", sorted(CHECKS))
+def test_a_visible_check_takes_under_a_second(function):
+    check = getattr(checks, CHECKS[function][0])
+    answer = student(function)
+    start = time.perf_counter()
+    check(answer)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_warnings_never_reach_stderr(capfd):
+    """An answer that triggers NumPy's warnings (0/0, overflow) fails quietly: nbgrader scores stderr as failure."""
+    wrong = next(w for w in WRONG if w.id == "ln-no-eps")
+    with pytest.raises(AssertionError):
+        checks.check_layer_norm(student("layer_norm", wrong.source))
+    assert capfd.readouterr().err == ""
+
+
+def test_an_exception_in_the_answer_is_reported_with_its_input():
+    def broken(x, gamma, beta, eps=1e-5):
+        raise KeyError("oops")
+
+    with pytest.raises(AssertionError, match=r"raised KeyError: 'oops'\n  on the input layer_norm\(x"):
+        checks.check_layer_norm(broken)
+
+
+def test_a_function_must_be_passed():
+    with pytest.raises(AssertionError, match="pass your function itself"):
+        checks.check_layer_norm(None)
+
+
+def test_torch_builtin_call_is_noticed():
+    torch = pytest.importorskip("torch")
+
+    def layer_norm(x, gamma, beta, eps=1e-5):
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return torch.layer_norm(t(x), x.shape[-1:], t(gamma), t(beta), eps).numpy()
+
+    with pytest.raises(AssertionError, match="you called torch.layer_norm"):
+        checks.check_layer_norm(layer_norm)
+
+
+def test_a_check_leaves_the_profiler_as_it_found_it():
+    sentinel = lambda *a: None  # noqa: E731
+    sys.setprofile(sentinel)
+    try:
+        checks.check_ln_applications(student("ln_applications"))
+        assert sys.getprofile() is sentinel
+    finally:
+        sys.setprofile(None)
+
+
+def test_importing_checks_pulls_in_numpy_only():
+    code = "import sys; import lnkit.checks; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stderr == ""
+    loaded = set(out.stdout.split())
+    assert not {"torch", "matplotlib", "nbgrader", "pandas", "lnkit.gpt2"} & loaded
