@@ -88,7 +88,7 @@ def run(device: str = "cuda", reps: int = 15, inner: int = 20, shapes=SHAPES, dt
                 "lnkit_explicit": lambda: lnkit.layer_norm_backward(dy, x, gamma),
             }
             for direction, fns, moved in (("forward", fwd, 2 * nbytes), ("backward", bwd, 3 * nbytes)):
-                times = interleaved(fns, reps, timer=timer)
+                times = interleaved(fns, reps, warmup=3, timer=timer)
                 copy_bw = 2 * nbytes / median(times["copy"])
                 row = {
                     "direction": direction,

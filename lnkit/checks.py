@@ -212,6 +212,7 @@ class _Spec:
     spy_extra: Callable | None = None
     select: tuple | None = None  # grade only these outputs (indices into outnames); the others are not compared
     returns: tuple = ()  # every output the function returns (set by _run)
+    contract_only: bool = False  # check only the contract: types, shapes, dtypes, inputs left alone, no reference
 
 
 def _fresh(a):
@@ -318,6 +319,8 @@ def _compare(spec: _Spec, case: _Case, got: tuple, expected: tuple) -> _Failure 
             return _Failure(case, "shape", got, f"{name} has shape {ga.shape}; expected {e.shape}")
         if ga.dtype.kind not in "fiu":
             return _Failure(case, "type", got, f"{name} has dtype {ga.dtype}, not a floating dtype")
+        if spec.contract_only:
+            continue
         rtol, atol = tols[i]
         g64, e64 = ga.astype(np.float64), e.astype(np.float64)
         if not np.all(np.isfinite(g64)):
@@ -450,10 +453,18 @@ def _run(spec: _Spec, student: Callable, cases: list[_Case]) -> None:
         total = f" ({len(failures)} of {len(cases)} cases failed)" if failures else ""
         raise AssertionError(f"{spec.check}{total}: {message}")
     what = f" ({', '.join(spec.outnames)})" if spec.select else ""
+    if spec.contract_only:
+        what = " (contract: types, shapes, dtypes, inputs left unchanged)"
     print(f"{spec.check}{what}: {len(cases)} cases passed")
 
 
 # --- building array inputs ----------------------------------------------------------------------------------------
+
+
+def _part(part: str, allowed: Sequence[str]) -> str:
+    if part not in allowed:
+        raise ValueError(f"part must be one of {', '.join(map(repr, allowed))}; got {part!r}")
+    return part
 
 
 def _rows(rng, shape, dtype, offset=0.0, scale=1.0) -> np.ndarray:
@@ -1039,12 +1050,15 @@ def _gain_bias_cases(hidden: bool) -> list[_Case]:
     return cases
 
 
-def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: str = "all") -> None:
+def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: str = "all",
+                        part: str = "all") -> None:
     """Check ``fit_gain_bias(x, y, eps=1e-5) -> (gamma, beta)``: recover a LayerNorm's gain and bias.
 
-    ``outputs="gamma"`` or ``"beta"`` compares only that one: the graded notebook scores them separately.
+    ``outputs="gamma"`` or ``"beta"`` compares only that one, and ``part="contract"`` only the contract (shapes,
+    dtypes, inputs left unchanged, no reference called), not the values: the graded notebook scores them separately.
     """
     select = {"all": None, "gamma": (0,), "beta": (1,)}[outputs]
+    contract = _part(part, ("all", "contract")) == "contract"
 
     def fit(how="ls", **kw):
         def f(case):
@@ -1079,12 +1093,12 @@ def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: 
             ("the line is fitted to x itself; the layer multiplies the NORMALIZED x by gamma. Normalize every token "
              "of x first (mean 0, variance 1 over its C features, with eps), then fit y against that.",
              fit(raw=True)),
+            ("beta is the mean of y, which is right only when the normalized inputs average exactly 0 over the "
+             "tokens. The intercept of the fitted line is mean(y) − gamma·mean(xhat).", fit(how="nointercept")),
             ("x is normalized per feature across the tokens (axis 0) instead of per token over its features "
              "(the last axis), so your regressor is not what the layer multiplied by gamma.", fit(axis0=True)),
             ("the gain is a ratio of standard deviations, which loses its sign: some gains are negative. Use the "
              "least-squares slope, cov(xhat, y) / var(xhat), per feature.", fit(how="std")),
-            ("beta is the mean of y, which is right only when the normalized inputs average exactly 0 over the "
-             "tokens. The intercept of the fitted line is mean(y) − gamma·mean(xhat).", fit(how="nointercept")),
             ("gamma and beta come back swapped: return `(gamma, beta)`.", fit(swap=True)),
             ("x is normalized with the unbiased variance (dividing by C - 1); the layer used the biased one.",
              fit(ddof=1)),
@@ -1093,6 +1107,7 @@ def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: 
         ],
         tag_rules=[("offset", _CANCEL)],
         select=select,
+        contract_only=contract,
     )
     _run(spec, fit_gain_bias, _gain_bias_cases(hidden))
 
@@ -1383,13 +1398,16 @@ def _autograd_spy(frame, event, arg):
     return None
 
 
-def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = False, outputs: str = "all") -> None:
+def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = False, outputs: str = "all",
+                              part: str = "all") -> None:
     """Check ``layer_norm_backward(dout, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)``.
 
-    ``outputs="dx"`` compares only dx, ``outputs="params"`` only (dgamma, dbeta): the graded notebook scores them
+    ``outputs="dx"`` compares only dx, ``outputs="params"`` only (dgamma, dbeta), and ``part="contract"`` only the
+    contract (shapes, dtypes, inputs left unchanged, no reference called): the graded notebook scores them
     separately.
     """
     select = {"all": None, "dx": (0,), "params": (1, 2)}[outputs]
+    contract = _part(part, ("all", "contract")) == "contract"
 
     def v(**kw):
         def f(case):
@@ -1424,6 +1442,7 @@ def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = Fals
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
         spy_extra=_autograd_spy,
         select=select,
+        contract_only=contract,
     )
     _run(spec, layer_norm_backward, _backward_cases(hidden))
 
@@ -1456,12 +1475,12 @@ def check_running_stats(running_stats: Callable, hidden: bool = False, part: str
     """Check ``running_stats(x) -> (mean, var)``: one pass over each row, stable when values sit far from zero.
 
     ``part="near-zero"`` runs only the rows near zero, ``part="far-from-zero"`` only the rows far from it (where a
-    naive one-pass formula cancels): the graded notebook scores them separately.
+    naive one-pass formula cancels), ``part="contract"`` only the contract (shapes, dtypes, inputs left unchanged,
+    no two-pass np.var): the graded notebook scores them separately.
     """
-    if part not in ("all", "near-zero", "far-from-zero"):
-        raise ValueError(f"part must be 'all', 'near-zero' or 'far-from-zero'; got {part!r}")
+    _part(part, ("all", "near-zero", "far-from-zero", "contract"))
     cases = _running_cases(hidden)
-    if part != "all":
+    if part in ("near-zero", "far-from-zero"):
         cases = [c for c in cases if ("offset" in c.tags) == (part == "far-from-zero")]
     spec = _Spec(
         check="check_running_stats",
@@ -1481,5 +1500,6 @@ def check_running_stats(running_stats: Callable, hidden: bool = False, part: str
                               "running sum of squared deviations from it (Welford's update) instead."),
                    ("f16big", _F16)],
         spy_extra=_two_pass_spy,
+        contract_only=part == "contract",
     )
     _run(spec, running_stats, cases)

@@ -124,10 +124,16 @@ def _for_each_block(rows: int, features: int, work: np.dtype, kernel) -> int:
 
     if threads <= 1:
         run(0, n_blocks)
-    else:  # each thread takes one contiguous run of blocks: one task per thread, not one per block
-        edges = [n_blocks * t // threads for t in range(threads + 1)]
-        for future in [_get_pool(threads).submit(run, a, b) for a, b in zip(edges[:-1], edges[1:])]:
-            future.result()
+        return n_blocks
+    # each thread takes one contiguous run of blocks: one task per thread, not one per block
+    edges = [n_blocks * t // threads for t in range(threads + 1)]
+    try:
+        futures = [_get_pool(threads).submit(run, a, b) for a, b in zip(edges[:-1], edges[1:])]
+    except RuntimeError:  # no thread could be started (a sandbox's limits, interpreter shutdown): do it here
+        run(0, n_blocks)
+        return n_blocks
+    for future in futures:
+        future.result()
     return n_blocks
 
 

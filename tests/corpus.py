@@ -431,11 +431,14 @@ def pre_ln(x, sublayer, norm):
 import numpy as np
 
 def layer_norm_backward(dout, x, gamma, eps=1e-5):
-    m = x.mean(-1, keepdims=True)
-    rstd = 1 / np.sqrt(x.var(-1, keepdims=True) + eps)
-    xhat = (x - m) * rstd
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    dy = dout.astype(w.dtype)
+    m = w.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(w.var(-1, keepdims=True) + eps)
+    xhat = (w - m) * rstd
     lead = tuple(range(x.ndim - 1))
-    return (dout * gamma * rstd).astype(x.dtype), (dout * xhat).sum(lead).astype(gamma.dtype), dout.sum(lead).astype(gamma.dtype)
+    dx = dy * gamma * rstd
+    return dx.astype(x.dtype), (dy * xhat).sum(lead).astype(gamma.dtype), dy.sum(lead).astype(gamma.dtype)
 ''', ("treats the mean and the variance as constants",)),
     Wrong("backward-sum-axis0", "layer_norm_backward", '''
 import numpy as np

@@ -159,3 +159,66 @@ def test_importing_checks_pulls_in_numpy_only():
     assert out.stderr == ""
     loaded = set(out.stdout.split())
     assert not {"torch", "matplotlib", "nbgrader", "pandas", "lnkit.gpt2"} & loaded
+
+
+def _wrong(wrong_id):
+    wrong = next(w for w in WRONG if w.id == wrong_id)
+    return student(wrong.function, wrong.source)
+
+
+def test_backward_outputs_are_graded_separately(capsys):
+    summed_over_axis0 = _wrong("backward-sum-axis0")
+    checks.check_layer_norm_backward(summed_over_axis0, outputs="dx")
+    assert capsys.readouterr().out.startswith("check_layer_norm_backward (dx): ")
+    with pytest.raises(AssertionError, match="summed over axis 0 only"):
+        checks.check_layer_norm_backward(summed_over_axis0, outputs="params")
+    constant_stats = _wrong("backward-constant-stats")
+    checks.check_layer_norm_backward(constant_stats, outputs="params")
+    with pytest.raises(AssertionError, match="as constants"):
+        checks.check_layer_norm_backward(constant_stats, outputs="dx")
+
+
+def test_fit_gain_and_bias_are_graded_separately():
+    source = CORRECT["fit_gain_bias"].replace("beta = my - gamma * mx", "beta = my")
+    intercept_forgotten = define(source)["fit_gain_bias"]
+    checks.check_fit_gain_bias(intercept_forgotten, outputs="gamma")
+    with pytest.raises(AssertionError, match="beta is the mean of y"):
+        checks.check_fit_gain_bias(intercept_forgotten, outputs="beta")
+
+
+def test_running_stats_parts():
+    naive = _wrong("running-naive-one-pass")
+    checks.check_running_stats(naive, part="near-zero")
+    with pytest.raises(AssertionError, match="Welford"):
+        checks.check_running_stats(naive, part="far-from-zero")
+    with pytest.raises(ValueError):
+        checks.check_running_stats(naive, part="middle")
+
+
+def test_a_tuple_of_the_wrong_length_is_named():
+    with pytest.raises(AssertionError, match=r"must return a tuple of 2 arrays, \(mean, var\); it returned a tuple of 3"):
+        checks.check_layer_norm_stats(lambda x: (x.mean(-1), x.var(-1), 0))
+
+
+@pytest.mark.parametrize("wrong_id", ["fit-on-raw-x", "fit-by-std", "backward-constant-stats",
+                                      "running-naive-one-pass"])
+def test_a_wrong_value_still_meets_the_contract(wrong_id, capsys):
+    wrong = next(w for w in WRONG if w.id == wrong_id)
+    check = getattr(checks, CHECKS[wrong.function][0])
+    check(student(wrong.function, wrong.source), part="contract")
+    assert "(contract: types, shapes, dtypes, inputs left unchanged)" in capsys.readouterr().out
+    with pytest.raises(AssertionError):
+        check(student(wrong.function, wrong.source))
+
+
+@pytest.mark.parametrize("wrong_id", ["backward-calls-lnkit", "running-calls-np-var"])
+def test_calling_the_reference_breaks_the_contract(wrong_id):
+    wrong = next(w for w in WRONG if w.id == wrong_id)
+    with pytest.raises(AssertionError, match="you called"):
+        getattr(checks, CHECKS[wrong.function][0])(student(wrong.function, wrong.source), part="contract")
+
+
+def test_the_contract_catches_a_lost_dtype():
+    source = CORRECT["layer_norm_backward"].replace("return dx.astype(x.dtype)", "return dx.astype(np.float64)")
+    with pytest.raises(AssertionError, match="loses the input's dtype"):
+        checks.check_layer_norm_backward(define(source)["layer_norm_backward"], part="contract")

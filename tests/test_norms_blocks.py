@@ -164,3 +164,16 @@ def test_very_long_rows_far_from_zero_keep_an_accurate_mean():
     np.testing.assert_allclose(var, exact.var(-1), rtol=1e-3)
     y = lnkit.layer_norm(x)
     assert np.abs(y.astype(np.float64).mean(-1)).max() < 1e-2
+
+
+def test_falls_back_to_one_thread_when_no_thread_can_start(tiny_blocks, monkeypatch):
+    x = RNG.standard_normal((10, 16)).astype(np.float32)
+    norms.set_num_threads(1)
+    expected = lnkit.layer_norm(x)
+
+    def no_threads(threads):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(norms, "_get_pool", no_threads)
+    norms.set_num_threads(4)
+    np.testing.assert_array_equal(lnkit.layer_norm(x), expected)
