@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     if "import" in only:
         imp = cpu.import_times(reps=max(reps, 5))
         payload["import"] = imp
-        print(f"import time (fresh interpreter, median of {imp['reps']}): python {imp['python_ms']:.0f} ms, "
-              f"import numpy {imp['numpy_ms']:.0f} ms, import lnkit {imp['lnkit_ms']:.0f} ms: "
-              f"lnkit adds {imp['lnkit_extra_ms']:.1f} ms to numpy (and never imports torch)")
+        print(f"import time (fresh interpreters, medians of {imp['reps']}): import numpy {imp['numpy_import_ms']:.0f} ms, "
+              f"then import lnkit {imp['lnkit_extra_ms']:.1f} ms more (torch never imported). Whole start-up: "
+              f"python {imp['python_ms']:.0f} ms, python -c 'import numpy' {imp['numpy_ms']:.0f} ms, "
+              f"python -c 'import lnkit' {imp['lnkit_ms']:.0f} ms")
+    if hasattr(os, "getloadavg"):
+        payload["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     if not args.quick and not args.only:
         _write(args.out or common.RESULTS / "cpu.json", payload)
     elif args.out:

@@ -111,6 +111,8 @@ def machine_info() -> dict:
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "lnkit_commit": _git_commit(),
     }
+    if hasattr(os, "getloadavg"):  # how busy the machine was when the run started (1, 5, 15 minute averages)
+        info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"

@@ -27,13 +27,15 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from math import prod
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ._validate import check_eps, check_features, check_param_shape, check_shape, compute_dtype, normalize_axes
+
+if TYPE_CHECKING:  # concurrent.futures costs ~14 ms to import (it pulls in logging): only when threads are needed
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "layer_norm",
@@ -97,6 +99,8 @@ if hasattr(os, "register_at_fork"):
 
 def _get_pool(threads: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
+    from concurrent.futures import ThreadPoolExecutor
+
     with _pool_lock:
         if _pool is None or _pool_size < threads:
             # a bigger pool replaces the old one; the old one's idle threads exit once nothing refers to it

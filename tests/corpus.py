@@ -163,6 +163,8 @@ class Wrong:
     function: str  # the function it replaces
     source: str  # the wrong solution cell
     words: tuple[str, ...]  # what the check's message must say (case-insensitive substrings)
+    # Calling the reference in an assignment with a single function earns nothing: every graded cell of it fails.
+    earns_nothing: bool = False
 
 
 def _ln(body: str, extra_args: str = "") -> str:
@@ -458,7 +460,7 @@ import lnkit
 
 def layer_norm_backward(dout, x, gamma, eps=1e-5):
     return lnkit.layer_norm_backward(dout, x, gamma, eps)
-''', ("you called lnkit.layer_norm_backward",)),
+''', ("you called lnkit.layer_norm_backward",), earns_nothing=True),
     # --- chapter 8
     Wrong("running-naive-one-pass", "running_stats", '''
 import numpy as np
@@ -475,5 +477,5 @@ import numpy as np
 
 def running_stats(x):
     return x.mean(-1), x.var(-1)
-''', ("you called np.var",)),
+''', ("you called np.var",), earns_nothing=True),
 ]

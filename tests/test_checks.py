@@ -222,3 +222,14 @@ def test_the_contract_catches_a_lost_dtype():
     source = CORRECT["layer_norm_backward"].replace("return dx.astype(x.dtype)", "return dx.astype(np.float64)")
     with pytest.raises(AssertionError, match="loses the input's dtype"):
         checks.check_layer_norm_backward(define(source)["layer_norm_backward"], part="contract")
+
+
+def test_layer_norm_via_rms_is_graded_apart_from_the_students_rms_norm():
+    """A wrong rms_norm costs the rms_norm check only; the student's rms_norm is back in place afterwards."""
+    eps_outside = next(w for w in WRONG if w.id == "rms-eps-outside")
+    namespace = define(eps_outside.source, CORRECT["layer_norm_via_rms"])
+    theirs = namespace["rms_norm"]
+    with pytest.raises(AssertionError, match="eps is outside"):
+        checks.check_rms_norm(namespace["rms_norm"])
+    checks.check_layer_norm_via_rms(namespace["layer_norm_via_rms"])
+    assert namespace["rms_norm"] is theirs
