@@ -8,12 +8,15 @@ browser download is never used (it cannot work offline).
 from __future__ import annotations
 
 import functools
+import html
 import http.server
+import json
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urljoin, urlparse
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 import yaml
@@ -145,3 +148,49 @@ def test_search_finds_rmsnorm(site, browser):
     assert results, "the search page found nothing for RMSNorm"
     tab.close()
 
+
+
+def _links(page_html: str) -> set[str]:
+    return {html.unescape(h) for h in re.findall(r'href="([^"]+)"', page_html)}
+
+
+def test_exercises_have_download_and_launch_buttons_with_the_right_urls(built_book):
+    """Binder, JupyterHub (nbgitpuller) and Colab cannot be reached offline: check the URLs they are given."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo, branch = config["repository"]["url"], config["repository"]["branch"]
+    org, name = urlparse(repo).path.strip("/").split("/")
+    launch = config["launch_buttons"]
+    exercises = [p for p in toc_pages() if p.startswith("exercises/")]
+    assert len(exercises) == 8
+    for page in exercises:
+        links = _links((built_book / f"{page}.html").read_text())
+        notebook = f"{page}.ipynb"
+        assert f"{launch['binderhub_url']}/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{notebook}" in links, page
+        assert f"{launch['colab_url']}/github/{org}/{name}/blob/{branch}/{notebook}" in links, page
+        hub = [h for h in links if h.startswith(f"{launch['jupyterhub_url']}/hub/user-redirect/git-pull?")]
+        assert len(hub) == 1, page
+        query = parse_qs(urlparse(hub[0]).query)
+        assert query == {"repo": [repo], "branch": [branch], "urlpath": [f"lab/tree/{name}/{notebook}"]}, query
+        download = [h for h in links if h.endswith(f"_sources/{notebook}")]
+        assert download, f"{page}: no download link to the notebook"
+        served = built_book / "_sources" / notebook
+        assert served.is_file() and served.read_bytes() == (ROOT / notebook).read_bytes(), page
+
+
+def test_chapters_launch_on_binder_and_jupyterhub_but_not_colab(built_book):
+    """Colab opens .ipynb files only; the chapters are MyST Markdown."""
+    for page in [p for p in toc_pages() if p.startswith("book/ch")]:
+        links = _links((built_book / f"{page}.html").read_text())
+        assert any("mybinder.org/v2/gh/" in h and h.endswith(f"{page}.md") for h in links), page
+        assert any("/hub/user-redirect/git-pull?" in h for h in links), page
+        assert not any("colab.research.google.com" in h for h in links), page
+
+
+def test_the_exercises_install_lnkit_from_the_books_repository():
+    """The notebooks' fall-back install (for Colab) names the repository the launch buttons use."""
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    for notebook in sorted((ROOT / "exercises").glob("*/*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        setup = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == "setup"]
+        assert len(setup) == 1, notebook
+        assert f"lnkit @ git+{repo}" in "".join(setup[0]["source"]), notebook

@@ -6,6 +6,8 @@
    `_static/mathjax/` and Sphinx's `mathjax_path` points there.
 2. Every script is included once per page. sphinx-thebe 0.3 adds its configuration script each time Sphinx reads
    the sources, and a page that declares `const THEBE_JS_URL` twice stops with a JavaScript error.
+3. No Colab button on MyST Markdown pages (the chapters): Colab opens .ipynb files only, so the button would lead
+   to an error. The exercises are .ipynb files and keep it.
 """
 
 import shutil
@@ -38,8 +40,17 @@ def _each_script_once(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _colab_for_ipynb_only(app, pagename, templatename, context, doctree):
+    if pagename not in app.env.all_docs or Path(app.env.doc2path(pagename)).suffix == ".ipynb":
+        return
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "launch-buttons":
+            group["buttons"] = [b for b in group["buttons"] if b.get("text") != "Colab"]
+
+
 def setup(app):
     app.connect("config-inited", _use_local_mathjax)
     app.connect("build-finished", _copy_mathjax)
     app.connect("html-page-context", _each_script_once, priority=900)  # after every extension has added its own
+    app.connect("html-page-context", _colab_for_ipynb_only, priority=900)  # after sphinx-book-theme's launch buttons
     return {"parallel_read_safe": True, "parallel_write_safe": True}
