@@ -213,6 +213,11 @@ class _Spec:
     select: tuple | None = None  # grade only these outputs (indices into outnames); the others are not compared
     returns: tuple = ()  # every output the function returns (set by _run)
     contract_only: bool = False  # check only the contract: types, shapes, dtypes, inputs left alone, no reference
+    # Out of the kernel (lnkit.grading), the student's function runs in another process: the spy is named (see
+    # _SPIES), functions named in stand_in are replaced there by correct ones, and remote_info sees what came back.
+    spy_name: str = ""
+    stand_in: tuple = ()
+    remote_info: Callable[[dict], None] | None = None
 
 
 def _fresh(a):
@@ -246,9 +251,46 @@ def _selected(spec: _Spec) -> _Spec:
     )
 
 
+def _not_written(spec: _Spec) -> _Stop:
+    return _Stop(
+        f"{spec.fname} is not written yet: it raises NotImplementedError. Replace the line "
+        f"`raise NotImplementedError()` with your code."
+    )
+
+
+def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict):
+    """The student's function runs in the student server (lnkit.grading): ``(out, args as they are after the call)``.
+
+    What comes back is plain data rebuilt from bytes; every way the call can go wrong arrives as an exception that
+    carries ``kind`` and says itself to the student.
+    """
+    try:
+        out, after, info = student.remote_call(args, kwargs, lnkit_files=spec.lnkit_files, spy=spec.spy_name,
+                                               stand_in=spec.stand_in)
+    except Exception as e:  # noqa: BLE001 - only the grading's own problems are handled here
+        if not getattr(type(e), "__lnkit_remote_error__", False):
+            raise
+        if e.kind == "raised":
+            if e.type_name == "NotImplementedError":
+                raise _not_written(spec) from None
+            return _Failure(case, "error", detail=f"{e.type_name}: {e.message}"), args
+        if e.kind == "reference":
+            raise _Stop(_reference_message(spec, e.called)) from None
+        raise _Stop(f"{e.describe(spec.fname)}\n  input: {_show_input(spec.fname, spec.argnames, case)}") from None
+    if spec.remote_info is not None:
+        spec.remote_info(info)
+    after = tuple(a if b is None else b for a, b in zip(args, list(after) + [None] * len(args)))
+    return out, after
+
+
 def _call(spec: _Spec, student: Callable, case: _Case) -> tuple:
     args = tuple(_fresh(a) for a in case.args)
     kwargs = {k: _fresh(v) for k, v in case.kwargs.items()}
+    if getattr(student, "__lnkit_remote__", False):
+        out, args = _call_remote(spec, student, case, args, kwargs)
+        if isinstance(out, _Failure):
+            return out
+        return _checked_call(spec, case, args, out)
     spy = _Spy(spec.lnkit_files, spec.spy_extra)
     try:
         with spy:
@@ -256,10 +298,7 @@ def _call(spec: _Spec, student: Callable, case: _Case) -> tuple:
     except NotImplementedError:
         if spy.called:
             raise _Stop(_reference_message(spec, spy.called)) from None
-        raise _Stop(
-            f"{spec.fname} is not written yet: it raises NotImplementedError. Replace the line "
-            f"`raise NotImplementedError()` with your code."
-        ) from None
+        raise _not_written(spec) from None
     except _Stop:
         raise
     except Exception as e:  # noqa: BLE001 - any error of the student's is reported, with its input
@@ -268,6 +307,11 @@ def _call(spec: _Spec, student: Callable, case: _Case) -> tuple:
         return _Failure(case, "error", detail=f"{type(e).__name__}: {e}")
     if spy.called:
         raise _Stop(_reference_message(spec, spy.called))
+    return _checked_call(spec, case, args, out)
+
+
+def _checked_call(spec: _Spec, case: _Case, args: tuple, out) -> tuple:
+    """The inputs must be as they were before the call; then the outputs, as a tuple."""
     for name, before, after in zip(spec.argnames, case.args, args):
         if isinstance(before, np.ndarray):
             if after.shape != before.shape or after.dtype != before.dtype or not np.array_equal(
@@ -1249,6 +1293,8 @@ def check_layer_norm_via_rms(layer_norm_via_rms: Callable, hidden: bool = False)
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
         spy_extra=watch,
+        stand_in=("rms_norm",),
+        remote_info=lambda info: called.update(rms_norm=called["rms_norm"] or "rms_norm" in info["stand_in_used"]),
     )
     # Grade this function on its own: while the check runs, the name rms_norm it calls is a correct RMSNorm, so a
     # mistake in the student's rms_norm is counted once, by check_rms_norm, and not twice.
@@ -1479,6 +1525,7 @@ def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = Fals
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
         spy_extra=_autograd_spy,
+        spy_name="autograd",
         select=select,
         contract_only=contract,
     )
@@ -1539,6 +1586,11 @@ def check_running_stats(running_stats: Callable, hidden: bool = False, part: str
                               "running sum of squared deviations from it (Welford's update) instead."),
                    ("f16big", _F16)],
         spy_extra=_two_pass_spy,
+        spy_name="two_pass",
         contract_only=part == "contract",
     )
     _run(spec, running_stats, cases)
+
+
+# Spies by name, for the student server (lnkit.grading.server), which runs the student's function out of the kernel.
+_SPIES = {"autograd": _autograd_spy, "two_pass": _two_pass_spy}
