@@ -72,7 +72,7 @@ def encode_value(v, blobs: list, depth: int = 0, special=None):
         if arr.dtype.kind not in "biufc" or arr.dtype.fields is not None:
             return {"opaque": f"numpy array of dtype {arr.dtype}", "why": "not a numeric dtype"}
         buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+        np.save(buf, arr, allow_pickle=False)  # keeps 0-d arrays 0-d (ascontiguousarray would not)
         blobs.append(buf.getvalue())
         return {"array": len(blobs) - 1, "scalar": t is not np.ndarray}
     if isinstance(v, np.ndarray):
