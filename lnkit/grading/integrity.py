@@ -1,0 +1,175 @@
+"""The integrity report: per submission, what looks like tampering or hit a limit, and why.
+
+Two sources. The submission itself (read, never run): notebooks missing or renamed, files that shadow a package,
+test cells edited, deleted or turned into markdown, cells duplicated, and a static scan of the student's code for
+the known tricks. And what grading recorded in each autograded notebook's metadata (:mod:`.preprocessors`): a test
+that passed in the kernel but failed outside it, limits hit, references called, results refused, a kernel that
+stopped, isolation off.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+from dataclasses import asdict, dataclass
+
+import nbformat
+
+from .preprocessors import METADATA_KEY
+
+SHADOWED = {"lnkit", "numpy", "torch", "IPython", "ipykernel", "nbgrader", "sitecustomize", "usercustomize", "math"}
+
+# (pattern, why): the tricks of the failure corpus, seen in the student's own cells
+PATTERNS = [
+    (r"input_transformers", "registers an IPython input transformer (can rewrite or blank the test cells)"),
+    (r"\bset(profile|trace)\s*\(|settrace|setprofile", "installs a profiler or tracer (sys.setprofile/settrace)"),
+    (r"\bevents\.register\s*\(", "registers an IPython event callback"),
+    (r"(lnkit\.)?checks\.\w+\s*=(?!=)|setattr\(\s*(lnkit\.)?checks\b", "replaces a function of lnkit.checks"),
+    (r"\b(np|numpy)\.(allclose|array_equal|isclose|all)\s*=(?!=)", "replaces a NumPy comparison function"),
+    (r"\b(np|numpy)\.testing(\.\w+)?\s*=(?!=)|setattr\(\s*(np|numpy)\.testing", "replaces numpy.testing"),
+    (r"\bos\._exit\s*\(|\bos\.kill\s*\(|\bsignal\.", "ends or signals the process (os._exit, os.kill, signal)"),
+    (r"\b(raise\s+SystemExit|sys\.exit\s*\(|exit\s*\(\s*\))", "exits the interpreter (SystemExit)"),
+    (r"gradebook\.db|\bsolutions/|\bsource/|\bautograded/|\.\./", "names grading files or folders outside the notebook"),
+    (r"\bopen\s*\(\s*['\"]/", "opens a file by an absolute path"),
+    (r"__builtins__|builtins\.\w+\s*=(?!=)", "changes Python's builtins"),
+    (r"sys\.modules\s*\[", "edits sys.modules"),
+]
+
+
+@dataclass
+class Flag:
+    student: str
+    notebook: str
+    kind: str  # "tampering", "structure", "limit", "reference", "grading"
+    detail: str
+
+
+def _normal(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip().splitlines())
+
+
+def scan_submission(course: str, assignment: str, student: str, notebooks: list[str], release_dir: str) -> list[Flag]:
+    """Flags from the submitted folder alone."""
+    flags = []
+    folder = os.path.join(course, "submitted", student, assignment)
+    present = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.ipynb")))
+    for name in notebooks:
+        if f"{name}.ipynb" not in present:
+            others = [p for p in present if p[:-6] not in notebooks]
+            hint = f"; found {', '.join(others)} instead (renamed?)" if others else ""
+            flags.append(Flag(student, name, "structure", f"notebook {name}.ipynb is missing: scored 0{hint}"))
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        stem = entry[:-3] if entry.endswith(".py") else entry
+        if stem in SHADOWED and (entry.endswith(".py") or os.path.isdir(os.path.join(folder, entry))):
+            flags.append(Flag(student, "", "tampering", f"the submission contains {entry}, which shadows the "
+                                                        f"package {stem} in the notebook's folder"))
+    for name in notebooks:
+        path = os.path.join(folder, f"{name}.ipynb")
+        release = os.path.join(release_dir, assignment, f"{name}.ipynb")
+        if os.path.exists(path) and os.path.exists(release):
+            flags += _scan_notebook(student, name, path, release)
+    return flags
+
+
+def _scan_notebook(student: str, name: str, path: str, release_path: str) -> list[Flag]:
+    flags = []
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:  # noqa: BLE001 - an unreadable notebook is itself the finding
+        return [Flag(student, name, "structure", f"the notebook cannot be read: {type(e).__name__}: {e}")]
+    release = nbformat.read(release_path, as_version=4)
+    tests = {c.metadata["nbgrader"]["grade_id"]: c for c in release.cells
+             if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+    by_id: dict = {}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            by_id.setdefault(grade_id, []).append(cell)
+    for grade_id, cells in by_id.items():
+        if len(cells) > 1:
+            flags.append(Flag(student, name, "structure", f"cell {grade_id} appears {len(cells)} times (duplicated)"))
+    for grade_id, original in tests.items():
+        cells = by_id.get(grade_id, [])
+        if not cells:
+            flags.append(Flag(student, name, "tampering", f"test cell {grade_id} was deleted (put back and graded)"))
+        elif cells[0].cell_type != original.cell_type:
+            flags.append(Flag(student, name, "tampering", f"test cell {grade_id} was turned into {cells[0].cell_type} "
+                                                          f"(restored and graded)"))
+        elif _normal(cells[0].source) != _normal(original.source):
+            flags.append(Flag(student, name, "tampering", f"test cell {grade_id} was edited (restored and graded)"))
+    found: dict = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or (meta.get("grade") and not meta.get("solution")):
+            continue
+        for pattern, why in PATTERNS:
+            if why not in found and re.search(pattern, cell.source):
+                found[why] = meta.get("grade_id") or "an added cell"
+    for why, where in found.items():
+        flags.append(Flag(student, name, "tampering", f"code in {where} {why}"))
+    return flags
+
+
+def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]) -> list[Flag]:
+    """Flags from what grading recorded in the autograded notebooks."""
+    flags = []
+    for name in notebooks:
+        path = os.path.join(course, "autograded", student, assignment, f"{name}.ipynb")
+        if not os.path.exists(path):
+            continue
+        record = nbformat.read(path, as_version=4).metadata.get(METADATA_KEY, {})
+        for grade_id, cell in sorted(record.get("cells", {}).items()):
+            if not cell["passed"] and cell.get("in_kernel") is not None and cell["in_kernel"] >= cell["points"] > 0:
+                flags.append(Flag(student, name, "tampering", f"{grade_id} passed in the student's kernel but failed "
+                                                              f"outside it: {cell['message'].splitlines()[0][:200]}"))
+        for event in record.get("events", []):
+            kind = {"reference": "reference", "refused": "tampering"}.get(event["event"], "limit")
+            what = {"timeout": "hit the time limit", "memory": "hit the memory limit", "died": "ended its process",
+                    "reference": "called the reference", "refused": "returned an object that is not plain data",
+                    "SystemExit": "raised SystemExit", "KeyboardInterrupt": "raised KeyboardInterrupt",
+                    "RecursionError": "recursed without end"}.get(event["event"], event["event"])
+            where = event.get("function") or "the notebook's code"
+            flags.append(Flag(student, name, kind, f"{where} {what} ({str(event.get('detail', ''))[:160]})"))
+        if record.get("kernel"):
+            flags.append(Flag(student, name, "limit", record["kernel"]["message"] + " (in the kernel)"))
+        if record.get("isolation", "").startswith("isolation by user is OFF"):
+            flags.append(Flag(student, name, "grading", record["isolation"]))
+        if record.get("checker_error"):
+            flags.append(Flag(student, name, "grading", record["checker_error"]))
+    return flags
+
+
+def write_report(flags: list[Flag], path_md: str, assignment: str, graded: int, extra: list[str] = ()) -> str:
+    """Markdown for people and CSV beside it for tools; returns the Markdown."""
+    by_student: dict = {}
+    for f in flags:
+        by_student.setdefault(f.student, []).append(f)
+    lines = [f"# Integrity report: {assignment}", "",
+             f"{graded} submissions graded; {len(by_student)} flagged.", ""]
+    lines += [f"- {line}" for line in extra]
+    if extra:
+        lines.append("")
+    for student in sorted(by_student):
+        lines.append(f"## {student}")
+        for f in by_student[student]:
+            where = f" ({f.notebook})" if f.notebook else ""
+            lines.append(f"- **{f.kind}**{where}: {f.detail}")
+        lines.append("")
+    text = "\n".join(lines)
+    os.makedirs(os.path.dirname(os.path.abspath(path_md)), exist_ok=True)
+    with open(path_md, "w") as fh:
+        fh.write(text)
+    with open(os.path.splitext(path_md)[0] + ".csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["student", "notebook", "kind", "detail"])
+        writer.writeheader()
+        for f in flags:
+            writer.writerow(asdict(f))
+    return text
+
+
+def load_csv(path: str) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+

@@ -1,0 +1,222 @@
+"""Autograde a whole class across all cores: ``python -m lnkit.grading autograde ASSIGNMENT [--jobs N]``.
+
+nbgrader has no parallel mode (its issue 174). Here ``--jobs`` worker processes (:mod:`.worker`) each run nbgrader's
+own autograde, one student at a time, taking the next student from a shared queue, with a progress bar. SQLite
+serializes their writes: the course's db_url sets a busy timeout, and a student whose grading still met a locked
+database is retried. A failing student never stops the others.
+
+Afterwards: notebooks missing from a submission (renamed) score 0, as nbgrader scores a missing notebook; the
+gradebook's rows are checked against the submitted folders (one submission per student, every autograded cell
+scored); the grades CSV is written with ``nbgrader export``; and the integrity report (:mod:`.integrity`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import integrity, sandbox
+
+
+@dataclass
+class Outcome:
+    students: list[str]
+    results: dict = field(default_factory=dict)  # student -> worker's JSON
+    mismatches: list[str] = field(default_factory=list)
+    flags: list = field(default_factory=list)
+    tightened: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: str = ""
+    grades: str = ""
+
+
+def tighten(course: str) -> list[str]:
+    """Others lose read access to everything in the course folder but the Python environment, lnkit and the release.
+
+    The grading user (``nobody``) can then read neither the instructor's sources (hidden tests), the gradebook (which
+    stores them too), other students' work, nor the git history.
+    """
+    keep = set()
+    for path in [sys.prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]:
+        real = os.path.realpath(path)
+        if real.startswith(os.path.realpath(course) + os.sep):
+            keep.add(os.path.relpath(real, os.path.realpath(course)).split(os.sep)[0])
+    keep.add("exercises")
+    changed = []
+    for entry in sorted(os.listdir(course)):
+        if entry in keep:
+            continue
+        path = os.path.join(course, entry)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode) or not mode & 0o007:
+            continue
+        os.chmod(path, mode & ~0o007)
+        changed.append(entry + ("/" if stat.S_ISDIR(mode) else ""))
+    return changed
+
+
+def submitted_students(course: str, assignment: str) -> list[str]:
+    root = os.path.join(course, "submitted")
+    if not os.path.isdir(root):
+        return []
+    return sorted(s for s in os.listdir(root) if os.path.isdir(os.path.join(root, s, assignment)))
+
+
+def _run_workers(course: str, assignment: str, students: list[str], jobs: int, log_path: str, progress: bool,
+                 env: dict) -> dict:
+    todo: queue.Queue = queue.Queue()
+    for s in students:
+        todo.put(s)
+    results: dict = {}
+    lock = threading.Lock()
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(students), desc=f"autograde {assignment}", unit="student", disable=not progress,
+                   file=sys.stderr)
+    except ImportError:  # the grading extra brings tqdm; without it, no bar
+        bar = None
+    log = open(log_path, "a")
+
+    def worker():
+        proc = None
+        while True:
+            try:
+                student = todo.get_nowait()
+            except queue.Empty:
+                break
+            if proc is None or proc.poll() is not None:
+                proc = subprocess.Popen([sys.executable, "-m", "lnkit.grading.worker", assignment], cwd=course,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+            proc.stdin.write(student + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:  # the worker itself died: record it, start another for the next student
+                result = {"student": student, "success": False, "error": f"worker died (exit {proc.wait()})"}
+                proc = None
+            with lock:
+                results[student] = result
+                if bar is not None:
+                    bar.update(1)
+        if proc is not None:
+            proc.stdin.close()
+            proc.wait()
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, min(jobs, len(students))))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if bar is not None:
+        bar.close()
+    log.close()
+    return results
+
+
+def _zero_missing_and_verify(course: str, db_url: str, assignment: str, students: list[str]) -> tuple[list, list]:
+    """Score 0 for notebooks missing from a submission; then one complete gradebook row per submitted student."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    mismatches, notebooks = [], []
+    with Gradebook(db_url) as gb:
+        notebooks = [nb.name for nb in gb.find_assignment(assignment).notebooks]
+        for student in students:
+            try:
+                gb.find_submission(assignment, student)
+            except MissingEntry:
+                gb.update_or_create_student(student)
+                gb.update_or_create_submission(assignment, student)
+            for name in notebooks:
+                path = os.path.join(course, "submitted", student, assignment, f"{name}.ipynb")
+                sub = gb.find_submission_notebook(name, assignment, student)
+                if not os.path.exists(path):
+                    for grade in sub.grades:
+                        if grade.auto_score is None and grade.cell.cell_type == "code":
+                            grade.auto_score = 0
+                            grade.needs_manual_grade = False
+                    gb.db.commit()
+        submitted = set(students)
+        for sub in gb.assignment_submissions(assignment):
+            sid = sub.student.id
+            if sid not in submitted:
+                mismatches.append(f"{sid}: a gradebook submission without a submitted folder")
+                continue
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    # code grade cells are autograded; markdown ones (written answers) are graded by hand
+                    if grade.cell.cell_type == "code" and grade.auto_score is None and grade.manual_score is None:
+                        mismatches.append(f"{sid}: {nb.name}/{grade.name} was not autograded")
+        rows = [sub.student.id for sub in gb.assignment_submissions(assignment)]
+        for sid in submitted:
+            if rows.count(sid) != 1:
+                mismatches.append(f"{sid}: {rows.count(sid)} gradebook submissions (expected exactly 1)")
+    return mismatches, notebooks
+
+
+def autograde_class(course: str, assignment: str, jobs: int | None = None, progress: bool = True,
+                    grades_csv: str | None = None, report: str | None = None, feedback: bool = False) -> Outcome:
+    course = os.path.abspath(course)
+    if not os.path.exists(os.path.join(course, "nbgrader_config.py")):
+        raise ValueError(f"course: {course} has no nbgrader_config.py; run this from the course directory")
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive number of worker processes; got {jobs!r}")
+    jobs = jobs or os.cpu_count() or 1
+    students = submitted_students(course, assignment)
+    outcome = Outcome(students)
+    if not students:
+        raise ValueError(f"assignment: no submissions of {assignment!r} in {course}/submitted/<student>/")
+    box = sandbox.sandbox()
+    for folder in ("autograded", "feedback"):  # created now so that they are tightened too (hidden tests in them)
+        os.makedirs(os.path.join(course, folder), exist_ok=True)
+    if box.user is not None:
+        outcome.tightened = tighten(course)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    log_path = os.path.join(course, "autograded", f"lnkit-autograde-{assignment}.log")
+    start = time.perf_counter()
+    outcome.results = _run_workers(course, assignment, students, jobs, log_path, progress, env)
+    outcome.seconds = time.perf_counter() - start
+
+    db_url = _db_url(course)
+    outcome.mismatches, notebooks = _zero_missing_and_verify(course, db_url, assignment, students)
+    release = os.path.join(course, "exercises")
+    for student in students:
+        outcome.flags += integrity.scan_submission(course, assignment, student, notebooks, release)
+        outcome.flags += integrity.scan_graded(course, assignment, student, notebooks)
+        result = outcome.results.get(student, {})
+        if not result.get("success"):
+            last = (result.get("error") or "no result").strip().splitlines()[-1:]
+            outcome.flags.append(integrity.Flag(student, "", "grading", f"nbgrader autograde failed: {last[0][:300]}"
+                                                if last else "nbgrader autograde failed"))
+    if feedback:
+        _nbgrader(course, env, "generate_feedback", assignment, "--force")
+    outcome.grades = grades_csv or os.path.join(course, "grades.csv")
+    _nbgrader(course, env, "export", f"--to={outcome.grades}")
+    extra = [f"{m}" for m in outcome.mismatches]
+    extra.append(sandbox.isolation_warning(box) or f"student code ran as {box.user.pw_name}; others' access to "
+                 f"{', '.join(outcome.tightened) or 'nothing'} was removed")
+    outcome.report = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
+    integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
+    return outcome
+
+
+def _db_url(course: str) -> str:
+    out = subprocess.run([sys.executable, "-c", "from nbgrader.apps.nbgraderapp import NbGraderApp\n"
+                          "app = NbGraderApp(); app.initialize([]); print(app.coursedir.db_url)"],
+                         cwd=course, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _nbgrader(course: str, env: dict, *args: str) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "nbgrader")
+    out = subprocess.run([exe, *args], cwd=course, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{out.stderr[-3000:]}")
