@@ -1,7 +1,8 @@
 """The book as a reader gets it: built for real with warnings as errors, then opened page by page in Chromium.
 
 The build goes to _build/test-html with the execution cache in _build/.jupyter_cache, shared with `make book`, so a
-re-run after a prose edit takes seconds. The browser is Debian's chromium driven by Playwright; Playwright's own
+re-run after a prose edit takes seconds. Every page is written again (`--all`): Sphinx does not notice a change to
+book/_ext, and a stale page would test the old code. The browser is Debian's chromium driven by Playwright; Playwright's own
 browser download is never used (it cannot work offline).
 """
 
@@ -50,7 +51,7 @@ def built_book() -> Path:
     out = ROOT / "_build" / "test-html"
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     result = subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "--all", "-W", "-n", "--keep-going"],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, f"the book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
