@@ -37,6 +37,11 @@ class Opaque:
     def __repr__(self) -> str:
         return f"<{self.type_name}: {self.why}>"
 
+    def __eq__(self, other) -> bool:
+        return False
+
+    __hash__ = object.__hash__
+
 
 def _type_name(v) -> str:
     t = type(v)

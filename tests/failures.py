@@ -1,0 +1,187 @@
+"""The failure corpus of issue 5: submissions that try to fool, stop or slow autograding, each with its exact score.
+
+Every case is a submission of 01-layernorm (10 points: test_layer_norm_stats 4, test_layer_norm 6) built from the
+released notebook. `layer_norm_stats` is always answered correctly (the honest 4 points) unless a case says
+otherwise; `layer_norm` carries the trick. Each case gives the exact score it must get, words its feedback must show,
+and the words its integrity-report flags must contain (none: it must not be flagged at all).
+
+Used by tests/test_failures.py, which grades them all with the real nbgrader workflow and the parallel command.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from corpus import CORRECT
+
+ASSIGNMENT = "01-layernorm"
+
+# A wrong layer_norm with a message of its own: the unbiased variance.
+WRONG_LN = '''
+import numpy as np
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    mean = work.mean(axis=-1, keepdims=True)
+    var = work.var(axis=-1, keepdims=True, ddof=1)
+    return ((work - mean) / np.sqrt(var + eps) * gamma + beta).astype(x.dtype)
+'''
+UNBIASED = "unbiased"
+
+
+@dataclass
+class Case:
+    id: str
+    issue_item: int  # the item of issue 5's list
+    score: float
+    feedback: list  # words the feedback page must contain (lower case compare)
+    flags: list  # words each expected flag contains; [] means: not flagged at all
+    layer_norm: str = CORRECT["layer_norm"]
+    extra_cells: list = field(default_factory=list)  # (index to insert at, source): cells a student added
+    edit: str = ""  # a structural change: see build()
+    not_in_feedback: list = field(default_factory=list)
+
+
+def _ln(body: str, head: str = "import numpy as np\n") -> str:
+    return head + "\ndef layer_norm(x, gamma, beta, eps=1e-5):\n" + "\n".join(
+        "    " + line for line in body.strip().splitlines()) + "\n"
+
+
+def cases(course: Path) -> list[Case]:
+    """The corpus; `course` is where it will be graded (case 10 reads from there by absolute path)."""
+    return [
+        Case("stderr-warnings", 1, 10, ["check_layer_norm: 15 cases passed"], [],
+             layer_norm=CORRECT["layer_norm"] + '''
+import sys, warnings
+_correct = layer_norm
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    warnings.warn("a warning, on stderr")
+    print("and a line on stderr", file=sys.stderr)
+    return _correct(x, gamma, beta, eps)
+
+print("stderr at the top level too", file=sys.stderr)
+'''),
+        Case("input-transformer", 2, 4, [UNBIASED], ["input transformer", "passed in the student's kernel"],
+             layer_norm=WRONG_LN, extra_cells=[(-1, '''
+ip = get_ipython()
+ip.input_transformers_post.append(lambda lines: [])
+''')]),
+        Case("eq-always-true", 3, 4, ["not plain data"], ["not plain data"], layer_norm=_ln('''
+class Anything:
+    shape = x.shape
+    dtype = x.dtype
+    def __eq__(self, other): return True
+    def __array__(self, *a, **k): return np.zeros(x.shape, x.dtype)
+return Anything()
+''')),
+        Case("ndarray-subclass", 3, 4, ["subclass of numpy.ndarray"], ["not plain data"], layer_norm='''
+import numpy as np
+
+class Fake(np.ndarray):
+    def __eq__(self, other): return np.ones(np.shape(other), bool)
+    def __array_ufunc__(self, *args, **kwargs): return np.True_
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    return np.zeros_like(x).view(Fake)
+'''),
+        Case("monkeypatch-checks", 4, 4, [UNBIASED], ["lnkit.checks", "numpy comparison", "numpy.testing"],
+             layer_norm=WRONG_LN + '''
+import lnkit.checks
+lnkit.checks.check_layer_norm = lambda *a, **k: print("check_layer_norm: 15 cases passed")
+lnkit.checks._compare = lambda *a, **k: None
+np.allclose = lambda *a, **k: True
+np.testing.assert_allclose = lambda *a, **k: None
+'''),
+        Case("calls-lnkit", 5, 4, ["you called lnkit.layer_norm"], ["called the reference"],
+             layer_norm=_ln("return lnkit.layer_norm(x, gamma, beta, eps)", "import lnkit\n")),
+        Case("calls-torch", 5, 4, ["you called torch.nn.functional.layer_norm"], ["called the reference"],
+             layer_norm=_ln('''
+t = torch.from_numpy(np.ascontiguousarray(x))
+return F.layer_norm(t, x.shape[-1:], torch.from_numpy(gamma), torch.from_numpy(beta), eps).numpy()
+''', "import numpy as np\nimport torch\nimport torch.nn.functional as F\n")),
+        Case("endless-loop", 6, 4, ["did not return within the time limit"], ["time limit"],
+             layer_norm=_ln("while True:\n    pass")),
+        Case("deep-recursion", 6, 4, ["recursionerror"], ["recursed without end"],
+             layer_norm="def layer_norm(x, gamma, beta, eps=1e-5):\n    return layer_norm(x, gamma, beta, eps)\n"),
+        Case("huge-allocation", 6, 4, ["ran out of memory"], ["memory limit"],
+             layer_norm=_ln("big = np.ones(100 * 1024**3 // 8)\nreturn big[: x.size].reshape(x.shape)")),
+        Case("os-exit", 7, 4, ["os._exit() or an equivalent"], ["ended its process"],
+             layer_norm=_ln("os._exit(1)", "import os\n")),
+        Case("system-exit", 7, 4, ["raised systemexit"], ["raised systemexit"],
+             layer_norm=_ln("raise SystemExit(0)")),
+        Case("million-lines", 8, 10, ["check_layer_norm: 15 cases passed"], [],
+             layer_norm=CORRECT["layer_norm"] + "\nfor i in range(1_000_000):\n    print(i)\n"),
+        Case("test-cell-edited", 9, 4, [UNBIASED], ["test_layer_norm was edited"], layer_norm=WRONG_LN,
+             edit="edit-test"),
+        Case("test-cell-deleted", 9, 4, [UNBIASED], ["test_layer_norm was deleted"], layer_norm=WRONG_LN,
+             edit="delete-test"),
+        Case("test-cell-markdown", 9, 4, [UNBIASED], ["test_layer_norm was turned into markdown"],
+             layer_norm=WRONG_LN, edit="markdown-test"),
+        Case("solution-duplicated", 9, 4, [UNBIASED], ["layer_norm appears 2 times"], layer_norm=WRONG_LN,
+             edit="duplicate-solution"),
+        Case("notebook-renamed", 9, 0, [], ["01-layernorm.ipynb is missing", "renamed"], edit="rename"),
+        Case("lnkit-shadow", 9, 4, [UNBIASED], ["shadows the package lnkit"], layer_norm=WRONG_LN,
+             edit="shadow"),
+        Case("reads-hidden-tests", 10, 10, ["check_layer_norm: 15 cases passed", "blocked: permissionerror"],
+             ["names grading files"], not_in_feedback=["LEAKED"], layer_norm=CORRECT["layer_norm"] + f'''
+import glob
+stolen = []
+for path in [{str(course / "solutions" / ASSIGNMENT / (ASSIGNMENT + ".ipynb"))!r}, {str(course / "gradebook.db")!r},
+             *glob.glob({str(course / "autograded" / "*" / ASSIGNMENT / "*.ipynb")!r})]:
+    try:
+        with open(path, "rb") as f:
+            stolen.append(f.read())
+        print("LEAKED", path)
+    except OSError as e:
+        print("blocked:", type(e).__name__)
+_correct = layer_norm
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    if stolen:
+        raise RuntimeError("LEAKED " + str(len(stolen)))
+    return _correct(x, gamma, beta, eps)
+'''),
+    ]
+
+
+def build(course: Path, case: Case) -> None:
+    """Write case's submission to course/submitted/<case.id>/01-layernorm/, from the release."""
+    folder = course / "submitted" / case.id / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nb = nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    index = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
+    nb.cells[index["layer_norm_stats"]].source = CORRECT["layer_norm_stats"]
+    nb.cells[index["layer_norm"]].source = case.layer_norm
+    test = nb.cells[index["test_layer_norm"]]
+    for at, source in case.extra_cells:
+        position = index["test_layer_norm_stats"] if at == -1 else at
+        nb.cells.insert(position, nbformat.v4.new_code_cell(source))
+    if case.edit == "edit-test":
+        test.source = 'print("check_layer_norm: 15 cases passed")'
+    elif case.edit == "delete-test":
+        nb.cells.remove(test)
+    elif case.edit == "markdown-test":
+        test.cell_type = "markdown"
+        test.pop("outputs", None)
+        test.pop("execution_count", None)
+    elif case.edit == "duplicate-solution":
+        # the wrong answer first, then a copy of the cell (same nbgrader metadata) with the release's stub
+        copy = nbformat.from_dict(json.loads(json.dumps(nb.cells[index["layer_norm"]])))
+        copy.source = case.layer_norm
+        copy["id"] = "layer_norm-copy"
+        nb.cells.insert(index["layer_norm"], copy)
+    nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
+    if case.edit == "rename":
+        (folder / f"{ASSIGNMENT}.ipynb").rename(folder / f"{ASSIGNMENT}-mine.ipynb")
+    elif case.edit == "shadow":
+        (folder / "lnkit.py").write_text(
+            "class _Checks:\n"
+            "    def __getattr__(self, name):\n"
+            "        return lambda *a, **k: print(name + ': 15 cases passed')\n"
+            "checks = _Checks()\n")
