@@ -38,6 +38,13 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "lnkit.grading.preprocessors.DeduplicateIdsFully",  # nbgrader's, without its crash on a duplicated cell
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 # A deleted test cell is put back (and graded) rather than silently missing from the submission's score.
 c.OverwriteCells.add_missing_cells = True
 

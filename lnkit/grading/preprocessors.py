@@ -25,7 +25,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor
 from traitlets import Float, Integer, Unicode
 
 from . import sandbox
@@ -36,6 +36,17 @@ METADATA_KEY = "lnkit_grading"
 
 def _record(nb: NotebookNode, **items) -> None:
     nb.metadata.setdefault(METADATA_KEY, {}).update(items)  # read back by lnkit.grading.integrity
+
+
+class DeduplicateIdsFully(DeduplicateIds):
+    """nbgrader's DeduplicateIds leaves a duplicated cell with ``nbgrader: {}``, on which OverwriteCells'
+    add_missing_cells fails (KeyError 'grade_id', the whole submission ungraded): remove the empty dict instead."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if cell.metadata.get("nbgrader") == {}:
+            del cell.metadata["nbgrader"]
+        return cell, resources
 
 
 class SafeExecute(Execute):
