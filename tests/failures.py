@@ -129,7 +129,7 @@ return F.layer_norm(t, x.shape[-1:], torch.from_numpy(gamma), torch.from_numpy(b
         Case("lnkit-shadow", 9, 4, [UNBIASED], ["shadows the package lnkit"], layer_norm=WRONG_LN,
              edit="shadow"),
         Case("reads-hidden-tests", 10, 10, ["check_layer_norm: 15 cases passed", "blocked: permissionerror"],
-             ["names grading files"], not_in_feedback=["LEAKED"], layer_norm=CORRECT["layer_norm"] + f'''
+             ["names grading files"], not_in_feedback=["HIDDEN-TESTS-READ"], layer_norm=CORRECT["layer_norm"] + f'''
 import glob
 stolen = []
 for path in [{str(course / "solutions" / ASSIGNMENT / (ASSIGNMENT + ".ipynb"))!r}, {str(course / "gradebook.db")!r},
@@ -137,14 +137,14 @@ for path in [{str(course / "solutions" / ASSIGNMENT / (ASSIGNMENT + ".ipynb"))!r
     try:
         with open(path, "rb") as f:
             stolen.append(f.read())
-        print("LEAKED", path)
+        print("HIDDEN-TESTS-" + "READ", path)  # spelled apart: the feedback shows this source
     except OSError as e:
         print("blocked:", type(e).__name__)
 _correct = layer_norm
 
 def layer_norm(x, gamma, beta, eps=1e-5):
     if stolen:
-        raise RuntimeError("LEAKED " + str(len(stolen)))
+        raise RuntimeError("HIDDEN-TESTS-" + "READ " + str(len(stolen)))
     return _correct(x, gamma, beta, eps)
 '''),
     ]

@@ -154,4 +154,4 @@ def test_hidden_tests_and_the_gradebook_are_closed_to_student_code(graded):
     for path, mode in graded["modes"].items():
         assert mode & 0o007 == 0, (path, oct(mode))
     page = feedback(graded, "reads-hidden-tests")
-    assert page.count("blocked: PermissionError") >= 2 and "LEAKED" not in page
+    assert page.count("blocked: PermissionError") >= 2 and "HIDDEN-TESTS-READ" not in page
