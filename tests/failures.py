@@ -45,6 +45,9 @@ class Case:
     extra_cells: list = field(default_factory=list)  # (index to insert at, source): cells a student added
     edit: str = ""  # a structural change: see build()
     not_in_feedback: list = field(default_factory=list)
+    # flags tolerated but not required: printing a million lines in the kernel may outlast its cell timeout on a slow
+    # machine (the kernel only makes the feedback; the outside checks never see that output)
+    may_flag: list = field(default_factory=list)
 
 
 def _ln(body: str, head: str = "import numpy as np\n") -> str:
@@ -115,7 +118,7 @@ return F.layer_norm(t, x.shape[-1:], torch.from_numpy(gamma), torch.from_numpy(b
              layer_norm=_ln("os._exit(1)", "import os\n")),
         Case("system-exit", 7, 4, ["raised systemexit"], ["raised systemexit"],
              layer_norm=_ln("raise SystemExit(0)")),
-        Case("million-lines", 8, 10, ["check_layer_norm: 15 cases passed"], [],
+        Case("million-lines", 8, 10, ["check_layer_norm: 15 cases passed"], [], may_flag=["(in the kernel)"],
              layer_norm=CORRECT["layer_norm"] + "\nfor i in range(1_000_000):\n    print(i)\n"),
         Case("test-cell-edited", 9, 4, [UNBIASED], ["test_layer_norm was edited"], layer_norm=WRONG_LN,
              edit="edit-test"),
