@@ -69,8 +69,33 @@ def submitted_students(course: str, assignment: str) -> list[str]:
     return sorted(s for s in os.listdir(root) if os.path.isdir(os.path.join(root, s, assignment)))
 
 
-def _run_workers(course: str, assignment: str, students: list[str], jobs: int, log_path: str, progress: bool,
-                 env: dict) -> dict:
+class _Worker:
+    """One ``python -m lnkit.grading.worker`` process: a line in, a JSON line out."""
+
+    def __init__(self, course: str, assignment: str, log, env: dict):
+        self.args = ([sys.executable, "-m", "lnkit.grading.worker", assignment],
+                     dict(cwd=course, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env))
+        self.proc: subprocess.Popen | None = None
+
+    def ask(self, line: str) -> dict | None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(self.args[0], **self.args[1])
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        try:
+            return json.loads(answer)
+        except json.JSONDecodeError:  # the worker itself died: the caller records it; the next ask starts another
+            self.proc.wait()
+            return None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+def _run_workers(workers: list, assignment: str, students: list[str], progress: bool) -> dict:
     todo: queue.Queue = queue.Queue()
     for s in students:
         todo.put(s)
@@ -83,46 +108,32 @@ def _run_workers(course: str, assignment: str, students: list[str], jobs: int, l
                    file=sys.stderr)
     except ImportError:  # the grading extra brings tqdm; without it, no bar
         bar = None
-    log = open(log_path, "a")
 
-    def worker():
-        proc = None
+    def work(worker: _Worker):
         while True:
             try:
                 student = todo.get_nowait()
             except queue.Empty:
-                break
-            if proc is None or proc.poll() is not None:
-                proc = subprocess.Popen([sys.executable, "-m", "lnkit.grading.worker", assignment], cwd=course,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-            proc.stdin.write(student + "\n")
-            proc.stdin.flush()
-            line = proc.stdout.readline()
-            try:
-                result = json.loads(line)
-            except json.JSONDecodeError:  # the worker itself died: record it, start another for the next student
-                result = {"student": student, "success": False, "error": f"worker died (exit {proc.wait()})"}
-                proc = None
+                return
+            result = worker.ask(student)
+            if result is None:
+                result = {"student": student, "success": False, "error": "the worker process died"}
             with lock:
                 results[student] = result
                 if bar is not None:
                     bar.update(1)
-        if proc is not None:
-            proc.stdin.close()
-            proc.wait()
 
-    threads = [threading.Thread(target=worker) for _ in range(max(1, min(jobs, len(students))))]
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if bar is not None:
         bar.close()
-    log.close()
     return results
 
 
-def _zero_missing_and_verify(course: str, db_url: str, assignment: str, students: list[str]) -> tuple[list, list]:
+def zero_missing_and_verify(course: str, db_url: str, assignment: str, students: list[str]) -> tuple[list, list]:
     """Score 0 for notebooks missing from a submission; then one complete gradebook row per submitted student."""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -182,11 +193,25 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     log_path = os.path.join(course, "autograded", f"lnkit-autograde-{assignment}.log")
     start = time.perf_counter()
-    outcome.results = _run_workers(course, assignment, students, jobs, log_path, progress, env)
-    outcome.seconds = time.perf_counter() - start
-
-    db_url = _db_url(course)
-    outcome.mismatches, notebooks = _zero_missing_and_verify(course, db_url, assignment, students)
+    with open(log_path, "a") as log:
+        workers = [_Worker(course, assignment, log, env) for _ in range(max(1, min(jobs, len(students))))]
+        try:
+            outcome.results = _run_workers(workers, assignment, students, progress)
+            outcome.seconds = time.perf_counter() - start
+            # the end of the run, in a worker that has nbgrader loaded already
+            verified = workers[0].ask(json.dumps({"op": "verify", "students": students})) or {}
+            if not verified.get("ok"):
+                raise RuntimeError(f"checking the gradebook failed: {verified.get('error', 'the worker died')}")
+            outcome.mismatches, notebooks = verified["mismatches"], verified["notebooks"]
+            if feedback:
+                _nbgrader(course, env, "generate_feedback", assignment, "--force")
+            outcome.grades = grades_csv or os.path.join(course, "grades.csv")
+            exported = workers[0].ask(json.dumps({"op": "export", "to": outcome.grades})) or {}
+            if not exported.get("ok"):
+                raise RuntimeError(f"nbgrader export failed: {exported.get('error', 'the worker died')}")
+        finally:
+            for w in workers:
+                w.close()
     release = os.path.join(course, "exercises")
     for student in students:
         outcome.flags += integrity.scan_submission(course, assignment, student, notebooks, release)
@@ -196,23 +221,12 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
             last = (result.get("error") or "no result").strip().splitlines()[-1:]
             outcome.flags.append(integrity.Flag(student, "", "grading", f"nbgrader autograde failed: {last[0][:300]}"
                                                 if last else "nbgrader autograde failed"))
-    if feedback:
-        _nbgrader(course, env, "generate_feedback", assignment, "--force")
-    outcome.grades = grades_csv or os.path.join(course, "grades.csv")
-    _nbgrader(course, env, "export", f"--to={outcome.grades}")
     extra = [f"{m}" for m in outcome.mismatches]
     extra.append(sandbox.isolation_warning(box) or f"student code ran as {box.user.pw_name}; others' access to "
                  f"{', '.join(outcome.tightened) or 'nothing'} was removed")
     outcome.report = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
     integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
     return outcome
-
-
-def _db_url(course: str) -> str:
-    out = subprocess.run([sys.executable, "-c", "from nbgrader.apps.nbgraderapp import NbGraderApp\n"
-                          "app = NbGraderApp(); app.initialize([]); print(app.coursedir.db_url)"],
-                         cwd=course, capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _nbgrader(course: str, env: dict, *args: str) -> None:

@@ -3,6 +3,10 @@
 Reads student ids, one per line, on stdin; autogrades each with nbgrader's own API (``NbGraderAPI.autograde``, the
 same converter and preprocessors as ``nbgrader autograde``, configured by the course's nbgrader_config.py), and
 writes one JSON line per student on stdout. nbgrader is imported once per worker, not once per student.
+
+A line holding a JSON object is a command for the end of the run, done here because nbgrader is already loaded:
+``{"op": "verify", "students": [...]}`` (zero missing notebooks, check the gradebook against the submissions) and
+``{"op": "export", "to": PATH}`` (``nbgrader export``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ def main(argv: list[str]) -> None:
         student = line.strip()
         if not student:
             continue
+        if student.startswith("{"):
+            out.write(json.dumps(_command(json.loads(student), app, api, assignment)) + "\n")
+            out.flush()
+            continue
         start = time.perf_counter()
         for attempt in range(3):
             result = api.autograde(assignment, student, force=True, create=True)
@@ -39,6 +47,28 @@ def main(argv: list[str]) -> None:
                               "error": str(result.get("error", ""))[-3000:],
                               "seconds": round(time.perf_counter() - start, 3), "attempts": attempt + 1}) + "\n")
         out.flush()
+
+
+def _command(cmd: dict, app, api, assignment: str) -> dict:
+    try:
+        if cmd.get("op") == "verify":
+            from .parallel import zero_missing_and_verify
+
+            mismatches, notebooks = zero_missing_and_verify(app.coursedir.root, api.coursedir.db_url, assignment,
+                                                            cmd["students"])
+            return {"ok": True, "mismatches": mismatches, "notebooks": notebooks}
+        if cmd.get("op") == "export":
+            from nbgrader.apps.exportapp import ExportApp
+
+            export = ExportApp()
+            export.initialize([f"--to={cmd['to']}"])
+            export.start()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd.get('op')!r}"}
+    except Exception as e:  # noqa: BLE001 - reported to the parallel command, which fails loudly
+        import traceback
+
+        return {"ok": False, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-2000:]}"}
 
 
 if __name__ == "__main__":
