@@ -29,9 +29,8 @@ from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor
 from traitlets import Float, Integer, Unicode
 
 from . import sandbox
+from .integrity import METADATA_KEY
 from .kernel import IsolatedKernelManager
-
-METADATA_KEY = "lnkit_grading"
 
 
 def _record(nb: NotebookNode, **items) -> None:
