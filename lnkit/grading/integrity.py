@@ -4,7 +4,7 @@ Two sources. The submission itself (read, never run): notebooks missing or renam
 test cells edited, deleted or turned into markdown, cells duplicated, and a static scan of the student's code for
 the known tricks. And what grading recorded in each autograded notebook's metadata (:mod:`.preprocessors`): a test
 that passed in the kernel but failed outside it, limits hit, references called, results refused, a kernel that
-stopped, isolation off.
+stopped. Whether isolation by user was on is said once, at the top of the report.
 """
 
 from __future__ import annotations
@@ -168,8 +168,6 @@ def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]
             flags.append(Flag(student, name, kind, f"{where} {what} ({str(event.get('detail', ''))[:160]})"))
         if record.get("kernel"):
             flags.append(Flag(student, name, "limit", record["kernel"]["message"] + " (in the kernel)"))
-        if record.get("isolation", "").startswith("isolation by user is OFF"):
-            flags.append(Flag(student, name, "grading", record["isolation"]))
         if record.get("checker_error"):
             flags.append(Flag(student, name, "grading", record["checker_error"]))
     return flags
