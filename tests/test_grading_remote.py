@@ -153,11 +153,14 @@ def test_printing_costs_nothing_and_stderr_does_not_count():
     assert out["passed"] and out["stdout"] == "check_layer_norm: 15 cases passed\n"
 
 
-def test_the_server_never_sees_the_test_and_starts_in_an_empty_folder():
-    probe = ("import os, sys\nSEEN = (os.getcwd(), sorted(os.listdir('.')), sys.flags.isolated)\n"
+def test_the_server_never_sees_the_test_and_starts_in_an_empty_folder_undumpable():
+    probe = ("import ctypes, os, sys\n"
+             "SEEN = (os.getcwd(), sorted(os.listdir('.')), sys.flags.isolated, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
              "def layer_norm(x, g, b, eps=1e-5):\n    raise RuntimeError(repr(SEEN))\n")
     out = grade(probe, TEST + "# a secret only the checker knows\n")
-    assert "lnkit-student-" in out["evalue"] and "[]" in out["evalue"] and ", 1)" in out["evalue"]
+    # an empty private folder, isolated mode, and not dumpable (PR_GET_DUMPABLE is 0): other processes of the same
+    # user cannot read its memory
+    assert "lnkit-student-" in out["evalue"] and "[], 1, 0)" in out["evalue"], out["evalue"]
     assert "secret" not in out["evalue"]
 
 

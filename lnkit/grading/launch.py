@@ -1,8 +1,8 @@
 """The kernel's launcher: ``python -m lnkit.grading.launch --work DIR --src DIR [...] -- KERNEL_CMD...``.
 
 jupyter_client starts this (as root) instead of the kernel; :class:`lnkit.grading.kernel.IsolatedKernelManager`
-builds the command. It copies the submission (``--src``) and the connection file into the private folder
-``--work``, hands them to the unprivileged user, sets the limits, drops privileges (groups, gid, uid, in that order)
+builds the command. It copies the submission's files (``--src``, the notebooks excepted: nbgrader has written the
+one it executes there with the hidden tests restored) and the connection file into the private folder ``--work``, hands them to the unprivileged user, sets the limits, drops privileges (groups, gid, uid, in that order)
 and execs the kernel there, with an interpreter that user can run. The process keeps its id, so the kernel manager
 interrupts and kills the kernel as usual.
 """
@@ -61,7 +61,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"lnkit.grading.launch: {sandbox.isolation_warning(box)}")
     work = args.work
     if os.path.isdir(args.src):
-        shutil.copytree(args.src, work, dirs_exist_ok=True, symlinks=True)
+        # not the notebooks: the one being executed was written there by nbgrader's sanitizing step, with the
+        # instructor's test cells restored, hidden tests included
+        shutil.copytree(args.src, work, dirs_exist_ok=True, symlinks=True,
+                        ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
     connection = os.path.join(work, "kernel-connection.json")
     shutil.copyfile(_connection_file(cmd), connection)
     os.chmod(connection, 0o600)

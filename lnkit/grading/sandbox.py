@@ -54,10 +54,14 @@ class Sandbox:
     reason: str = ""  # why isolation is off
 
     def python_module(self, module: str, *args: str) -> list[str]:
-        """argv running ``python -I -m module args`` as this sandbox's interpreter sees it."""
-        if not self.site_dirs:
-            return [self.python, "-I", "-m", module, *args]
-        boot = ("import runpy, site, sys\n"
+        """argv running ``python -I -m module args`` with this sandbox's interpreter and packages.
+
+        The process first makes itself non-dumpable (prctl PR_SET_DUMPABLE 0): students graded at the same time run
+        as the same user, and a dumpable process's memory (a kernel that ran hidden tests) could be read through
+        /proc/PID/mem by any other process of that user.
+        """
+        boot = ("import ctypes, runpy, site, sys\n"
+                "ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)\n"
                 f"for d in {list(self.site_dirs)!r}: site.addsitedir(d)\n"
                 "sys.argv = sys.argv[1:]\n"
                 "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
