@@ -6,7 +6,9 @@
    `_static/mathjax/` and Sphinx's `mathjax_path` points there.
 2. Every script is included once per page. sphinx-thebe 0.3 adds its configuration script each time Sphinx reads
    the sources, and a page that declares `const THEBE_JS_URL` twice stops with a JavaScript error.
-3. No Colab button on MyST Markdown pages (the chapters): Colab opens .ipynb files only, so the button would lead
+3. A page that reads data files is read again when they change: chapter 8 shows benchmarks/results/*.json, which
+   Sphinx cannot know about by itself (its front matter also turns the execution cache off for it).
+4. No Colab button on MyST Markdown pages (the chapters): Colab opens .ipynb files only, so the button would lead
    to an error. The exercises are .ipynb files and keep it.
 """
 
@@ -40,6 +42,16 @@ def _each_script_once(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+# docname -> data files (glob patterns, relative to the repository root) that its code cells read
+DATA_DEPENDENCIES = {"book/ch08_speed": ["benchmarks/results/*.json"]}
+
+
+def _note_data_dependencies(app, docname, source):
+    for pattern in DATA_DEPENDENCIES.get(docname, []):
+        for path in sorted(Path(app.srcdir).glob(pattern)):
+            app.env.note_dependency(str(path))
+
+
 def _colab_for_ipynb_only(app, pagename, templatename, context, doctree):
     if pagename not in app.env.all_docs or Path(app.env.doc2path(pagename)).suffix == ".ipynb":
         return
@@ -51,6 +63,7 @@ def _colab_for_ipynb_only(app, pagename, templatename, context, doctree):
 def setup(app):
     app.connect("config-inited", _use_local_mathjax)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("source-read", _note_data_dependencies)
     app.connect("html-page-context", _each_script_once, priority=900)  # after every extension has added its own
     app.connect("html-page-context", _colab_for_ipynb_only, priority=900)  # after sphinx-book-theme's launch buttons
     return {"parallel_read_safe": True, "parallel_write_safe": True}
