@@ -443,7 +443,6 @@ def _diagnose(spec: _Spec, failures: list[_Failure]) -> str:
     if first.kind == "type":
         return f"{spec.fname} returns the wrong kind of value: {first.detail}.\n  smallest failing input: {show(first)}"
     if first.kind == "dtype":
-        exp = spec.expected(first.case)
         in_dtype = next((a.dtype for a in first.case.args if isinstance(a, np.ndarray)), None)
         hint = (
             " Compute in float32 if you like (float16 input should be), but convert the result back with "
@@ -1252,6 +1251,19 @@ def check_rms_norm(rms_norm: Callable, hidden: bool = False) -> None:
     _run(spec, rms_norm, _rms_cases(hidden, False, 1e-6))
 
 
+def _stand_in(name: str, used: dict) -> Callable:
+    """A correct function standing in for the student's one of that name while a check runs; it records in ``used``
+    that it was called. check_layer_norm_via_rms uses it in the kernel, the grading server out of it."""
+    if name != "rms_norm":
+        raise ValueError(f"stand_in: no stand-in for {name!r}; expected 'rms_norm'")
+
+    def rms_norm(x, gamma=None, eps=1e-6):
+        used["rms_norm"] = True
+        return _rms64(x, gamma, eps)
+
+    return rms_norm
+
+
 def check_layer_norm_via_rms(layer_norm_via_rms: Callable, hidden: bool = False) -> None:
     """Check ``layer_norm_via_rms(x, gamma, beta, eps=1e-5)``: LayerNorm computed as rms_norm(x - mean) + beta.
 
@@ -1266,10 +1278,7 @@ def check_layer_norm_via_rms(layer_norm_via_rms: Callable, hidden: bool = False)
             called["rms_norm"] = True
         return None
 
-    def rms_norm(x, gamma=None, eps=1e-6):  # a correct rms_norm, standing in for the student's during this check
-        called["rms_norm"] = True
-        return _rms64(x, gamma, eps)
-
+    rms_norm = _stand_in("rms_norm", called)  # a correct rms_norm, standing in for the student's during this check
     spec = _Spec(
         check="check_layer_norm_via_rms",
         fname="layer_norm_via_rms",
