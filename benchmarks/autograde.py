@@ -31,31 +31,23 @@ def _env() -> dict:
 
 def make_course(folder: Path, students: int) -> list[str]:
     """A course directory with `students` submissions of 01-layernorm; returns the student ids."""
-    import nbformat
-
     sys.path.insert(0, str(common.ROOT / "tests"))
-    from corpus import CORRECT, WRONG  # the course's own answers, right and wrong
+    from corpus import CORRECT, WRONG, write_submission  # the course's own answers, right and wrong
 
     shutil.copytree(common.ROOT / "solutions" / ASSIGNMENT, folder / "solutions" / ASSIGNMENT)
     shutil.copy(common.ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
     subprocess.run([str(BIN / "nbgrader"), "generate_assignment", ASSIGNMENT, "--force"], cwd=folder, env=_env(),
                    check=True, capture_output=True)
     wrong = [w for w in WRONG if w.function in ("layer_norm", "layer_norm_stats")]
-    release = nbformat.read(folder / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    release = folder / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     ids = []
     for i in range(students):
         answers = {"layer_norm_stats": CORRECT["layer_norm_stats"], "layer_norm": CORRECT["layer_norm"]}
         if i % 4 == 3:  # every fourth student makes one of the known mistakes
             w = wrong[(i // 4) % len(wrong)]
             answers[w.function] = w.source
-        nb = nbformat.from_dict(json.loads(json.dumps(release)))
-        for cell in nb.cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if grade_id in answers:
-                cell.source = answers[grade_id]
         student = f"student{i:03d}"
-        (folder / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
-        nbformat.write(nb, folder / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+        write_submission(release, answers, folder / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
         ids.append(student)
     return ids
 

@@ -1,7 +1,8 @@
 """Students' answers for the graded exercises: one correct answer per function, and a corpus of wrong ones.
 
 Shared by tests/test_checks.py (each check must pass the correct answer and fail every wrong one with its specific
-message) and tests/test_grading.py (the same answers, put into real notebooks and graded with nbgrader).
+message) and tests/test_grading.py (the same answers, put into real notebooks with `write_submission` and graded
+with nbgrader).
 
 Each answer is source code, as a student would type it into a notebook's solution cell.
 """
@@ -9,6 +10,21 @@ Each answer is source code, as a student would type it into a notebook's solutio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+
+def write_submission(release: Path, answers: dict[str, str], to: Path) -> None:
+    """Write the release notebook ``release`` to ``to`` with ``answers`` (grade_id -> source) in its cells, as a
+    student fills it in. ``to`` may be ``release`` itself (a fetched notebook, filled in place)."""
+    import nbformat  # only the grading tests and the autograde benchmark need it
+
+    nb = nbformat.read(release, as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    to.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, to)
 
 # The correct answers, one solution cell per function. Each cell is self-contained (its own imports).
 CORRECT = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import CORRECT
+from corpus import CORRECT, write_submission
 from failures import ASSIGNMENT, build, cases
 
 pytestmark = pytest.mark.slow
@@ -60,16 +60,8 @@ def _grade(course: Path) -> dict:
     for case in corpus:
         build(course, case)
     for student, answers in (("perfect", CORRECT), ("blank", {})):
-        folder = course / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        import nbformat
-
-        nb = nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-        for cell in nb.cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if grade_id in answers:
-                cell.source = answers[grade_id]
-        nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
+        write_submission(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", answers,
+                         course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     for path in [course / "submitted", *(course / "submitted").rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from corpus import CHECKS, WRONG
+from corpus import CHECKS, WRONG, write_submission
 
 pytestmark = pytest.mark.slow
 
@@ -72,16 +72,6 @@ def points(assignment: str) -> tuple[float, float]:
     return auto, manual
 
 
-def fill(notebook: Path, assignment: str, replace: dict[str, str]) -> None:
-    """Write answers into a fetched notebook's solution cells, as a student would."""
-    nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in replace:
-            cell.source = replace[grade_id]
-    nbformat.write(nb, notebook)
-
-
 def students() -> dict[str, dict[str, dict[str, str]]]:
     """student id -> {assignment: {grade_id: source}} (an empty dict submits the release untouched)."""
     perfect = {a: solution_sources(a) for a in ASSIGNMENTS}
@@ -120,17 +110,16 @@ def graded(tmp_path_factory):
         home = homes / student
         home.mkdir()
         nbgrader("fetch_assignment", first, cwd=home, exchange=exchange)
-        fill(home / first / f"{first}.ipynb", first, plan[student][first])
+        fetched = home / first / f"{first}.ipynb"
+        write_submission(fetched, plan[student][first], fetched)
         nbgrader("submit", first, f"--student={student}", cwd=home, exchange=exchange)
     nbgrader("collect", first, cwd=course, exchange=exchange)
     for student, work in plan.items():
         for a, answers in work.items():
             if a == first and student in via_exchange:
                 continue
-            folder = course / "submitted" / student / a
-            folder.mkdir(parents=True)
-            shutil.copy(course / "exercises" / a / f"{a}.ipynb", folder / f"{a}.ipynb")
-            fill(folder / f"{a}.ipynb", a, answers)
+            write_submission(course / "exercises" / a / f"{a}.ipynb", answers,
+                             course / "submitted" / student / a / f"{a}.ipynb")
 
     seconds = {}
     for a in ASSIGNMENTS:
