@@ -126,11 +126,11 @@ class NotDefined(RemoteProblem):
 
 def _special(v):
     """Chapter 6's sublayer and norm: sent as their plain arrays and rebuilt on the server."""
-    from lnkit import checks
+    from lnkit.checks.ch06_pre_post_ln import _Linear, _Norm
 
-    if type(v) is checks._Linear:
+    if type(v) is _Linear:
         return "Linear", {k: val for k, val in vars(v).items() if k != "__doc__"} | {"__doc__": v.__doc__}
-    if type(v) is checks._Norm:
+    if type(v) is _Norm:
         return "Norm", {k: val for k, val in vars(v).items() if k != "__doc__"} | {"__doc__": v.__doc__}
     return None
 

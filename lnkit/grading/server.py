@@ -21,7 +21,13 @@ import types
 
 import numpy as np
 
-from lnkit import checks
+from lnkit.checks import _engine
+from lnkit.checks.ch05_rmsnorm import _stand_in
+from lnkit.checks.ch06_pre_post_ln import _Linear, _Norm
+from lnkit.checks.ch07_backward import _autograd_spy
+from lnkit.checks.ch08_speed import _two_pass_spy
+
+_SPIES = {"autograd": _autograd_spy, "two_pass": _two_pass_spy}
 
 from . import wire
 
@@ -74,11 +80,11 @@ def poison_references(lnkit_files) -> None:
     torch = sys.modules.get("torch")
     functional = sys.modules.get("torch.nn.functional")
     if functional is not None:
-        for name in checks._TORCH_PY:
+        for name in _engine._TORCH_PY:
             if isinstance(getattr(functional, name, None), types.FunctionType):
                 _poison_function(getattr(functional, name), f"torch.nn.functional.{name}")
     if torch is not None:
-        for name in checks._TORCH_C:
+        for name in _engine._TORCH_C:
             if callable(getattr(torch, name, None)) and not getattr(getattr(torch, name), "__lnkit_poisoned__", 0):
                 stub = _c_stub(f"torch.{name}")
                 setattr(torch, name, stub)
@@ -96,12 +102,12 @@ def _rebuilders() -> dict:
     """The callables chapter 6's checks pass (a sublayer, a norm), rebuilt here from their plain arrays."""
 
     def linear(state):
-        obj = checks._Linear.__new__(checks._Linear)
+        obj = _Linear.__new__(_Linear)
         obj.__dict__.update(state)
         return obj
 
     def norm(state):
-        obj = checks._Norm.__new__(checks._Norm)
+        obj = _Norm.__new__(_Norm)
         obj.__dict__.update(state)
         return obj
 
@@ -133,13 +139,13 @@ class Server:
         args = wire.decode_value(request["args"], blobs, rebuild)
         kwargs = wire.decode_value(request["kwargs"], blobs, rebuild)
         poison_references(request.get("lnkit_files", ()))
-        spy = checks._Spy(request.get("lnkit_files", ()), checks._SPIES.get(request.get("spy") or ""))
+        spy = _engine._Spy(request.get("lnkit_files", ()), _SPIES.get(request.get("spy") or ""))
         used: dict = {}
         swapped = {}
         for stand in request.get("stand_in", ()):
             if callable(self.namespace.get(stand)):
                 swapped[stand] = self.namespace[stand]
-                self.namespace[stand] = checks._stand_in(stand, used)
+                self.namespace[stand] = _stand_in(stand, used)
         REFUSALS.called = None
         reply: dict
         try:

@@ -1,0 +1,121 @@
+"""Chapter 3's checks: ``check_ln_applications``, ``check_ln_parameters``, ``check_ln_statistics``."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ._engine import (
+    _rng,
+    _Case,
+    _Spec,
+    _run,
+)
+
+
+_ARCHS = [  # (name, n_layer, d_model, n_head)
+    ("GPT-2 small", 12, 768, 12),
+    ("GPT-2 medium", 24, 1024, 16),
+    ("GPT-2 large", 36, 1280, 20),
+    ("GPT-2 XL", 48, 1600, 25),
+    ("a one-block model", 1, 64, 4),
+    ("a model with no blocks (only ln_f)", 0, 32, 2),
+    ("a small model", 6, 384, 6),
+]
+
+
+def _arch_cases(hidden: bool):
+    if not hidden:
+        return _ARCHS
+    rng = _rng(True, 4)
+    out = []
+    for _ in range(12):
+        n_head = int(rng.integers(2, 17))
+        out.append(("random", int(rng.integers(1, 50)), n_head * int(rng.integers(8, 97)), n_head))
+    return out
+
+
+def _int_spec(check, fname, argnames, expected, variants):
+    return _Spec(check=check, fname=fname, argnames=argnames, outnames=("count",), expected=expected,
+                 variants=variants, integers=True)
+
+
+_LN_F = ("you forgot ln_f, the final LayerNorm a pre-LN GPT-2 applies once after its last block: "
+         "every block has 2 (ln_1, ln_2), plus 1 at the end.")
+
+
+def check_ln_applications(ln_applications: Callable, hidden: bool = False) -> None:
+    """Check ``ln_applications(n_layer)``: LayerNorm applications in one forward pass of a pre-LN GPT-2."""
+    __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
+    archs = sorted(_arch_cases(hidden), key=lambda a: a[1:])
+    cases = [_Case((n,), name, frozenset(), order=i) for i, (name, n, d, h) in enumerate(archs)]
+    spec = _int_spec(
+        "check_ln_applications", "ln_applications", ("n_layer",), lambda c: (2 * c.args[0] + 1,),
+        [
+            (_LN_F, lambda c: (2 * c.args[0],)),
+            ("you counted one LayerNorm per block; a GPT-2 block has two, ln_1 before attention and ln_2 before the "
+             "MLP, and the model ends with ln_f.", lambda c: (c.args[0] + 1,)),
+            ("you counted one LayerNorm per block and forgot ln_f: a block has two (ln_1 and ln_2), and ln_f comes "
+             "once at the end.", lambda c: (c.args[0],)),
+            ("you counted ln_f once per block; it is applied once, after the last block: 2 per block + 1.",
+             lambda c: (3 * c.args[0],)),
+        ],
+    )
+    _run(spec, ln_applications, cases)
+
+
+def check_ln_statistics(ln_statistics: Callable, hidden: bool = False) -> None:
+    """Check ``ln_statistics(n_layer, batch, seq_len, n_head)``: (mean, variance) pairs in one forward pass."""
+    __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
+    rows = []
+    for i, (name, n, d, h) in enumerate(_arch_cases(hidden)):
+        for batch, seq in ((1, 1024), (4, 512), (3, 7)) if not hidden else ((1 + i % 5, 17 * (i + 1)),):
+            rows.append(_Case((n, batch, seq, h), name, frozenset()))
+    rows.sort(key=lambda c: math.prod(c.args) or c.args[1] * c.args[2])
+    for i, c in enumerate(rows):
+        c.order = i
+    a = lambda n: 2 * n + 1  # noqa: E731
+    spec = _int_spec(
+        "check_ln_statistics", "ln_statistics", ("n_layer", "batch", "seq_len", "n_head"),
+        lambda c: (a(c.args[0]) * c.args[1] * c.args[2],),
+        [
+            ("n_head should play no part: LayerNorm normalizes each token's whole d_model vector before the Q/K/V "
+             "projections split it into heads, so there is one (mean, variance) pair per token per LayerNorm, "
+             "whatever the number of heads.", lambda c: (a(c.args[0]) * c.args[1] * c.args[2] * c.args[3],)),
+            ("this is the 12×1024 count: heads × tokens. Heads play no part in LayerNorm; count one pair per token "
+             "per LayerNorm application (2 per block + ln_f), times the batch size.",
+             lambda c: (c.args[3] * c.args[2] * c.args[1],)),
+            ("this is the 12×1024 count, heads × tokens, for one sequence. Heads play no part in LayerNorm; count "
+             "one pair per token per LayerNorm application (2 per block + ln_f), times the batch size.",
+             lambda c: (c.args[3] * c.args[2],)),
+            (_LN_F, lambda c: (2 * c.args[0] * c.args[1] * c.args[2],)),
+            ("the batch size is missing: every sequence in the batch has its own statistics (LayerNorm never mixes "
+             "sequences), so multiply by batch.", lambda c: (a(c.args[0]) * c.args[2],)),
+            ("you counted one LayerNorm per block; a GPT-2 block has two (ln_1, ln_2), plus ln_f at the end.",
+             lambda c: ((c.args[0] + 1) * c.args[1] * c.args[2],)),
+        ],
+    )
+    _run(spec, ln_statistics, rows)
+
+
+def check_ln_parameters(ln_parameters: Callable, hidden: bool = False) -> None:
+    """Check ``ln_parameters(n_layer, d_model)``: learned LayerNorm parameters (gains and biases) of a pre-LN GPT-2."""
+    __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
+    archs = sorted(_arch_cases(hidden), key=lambda a: a[1:])
+    cases = [_Case((n, d), name, frozenset(), order=i) for i, (name, n, d, h) in enumerate(archs)]
+    a = lambda n: 2 * n + 1  # noqa: E731
+    spec = _int_spec(
+        "check_ln_parameters", "ln_parameters", ("n_layer", "d_model"), lambda c: (a(c.args[0]) * 2 * c.args[1],),
+        [
+            ("you counted only the gains (or only the biases): every LayerNorm holds both, gamma and beta, "
+             "d_model numbers each.", lambda c: (a(c.args[0]) * c.args[1],)),
+            (_LN_F, lambda c: (2 * c.args[0] * 2 * c.args[1],)),
+            ("you counted one LayerNorm per block; a GPT-2 block has two (ln_1, ln_2), plus ln_f at the end.",
+             lambda c: ((c.args[0] + 1) * 2 * c.args[1],)),
+            (_LN_F + " You also counted only one of gamma and beta: each LayerNorm holds both.",
+             lambda c: (2 * c.args[0] * c.args[1],)),
+        ],
+    )
+    _run(spec, ln_parameters, cases)

@@ -1,0 +1,122 @@
+"""Chapter 7's checks: ``check_layer_norm_backward``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ._engine import (
+    _rng,
+    _Case,
+    _Spec,
+    _array_cases,
+    _in_dtype,
+    _part,
+    _run,
+)
+from .ch01_layernorm import _CANCEL, _F16
+
+
+def _backward64(dout, x, gamma, eps, *, drop=(), ddof=0, eps_outside=False, no_gamma=False, x_for_dgamma=False,
+                sum_axis0=False, swap=False):
+    xw = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dout, dtype=np.float64)
+    g64 = np.asarray(gamma, dtype=np.float64)
+    c = xw.shape[-1]
+    mean = xw.mean(axis=-1, keepdims=True)
+    var = ((xw - mean) ** 2).sum(axis=-1, keepdims=True) / (c - ddof)
+    rstd = 1.0 / (np.sqrt(var) + eps) if eps_outside else 1.0 / np.sqrt(var + eps)
+    xhat = (xw - mean) * rstd
+    g = dy if no_gamma else dy * g64
+    dx = g.copy()
+    if "mean" not in drop:
+        dx = dx - g.mean(axis=-1, keepdims=True)
+    if "xhat" not in drop:
+        dx = dx - xhat * (g * xhat).mean(axis=-1, keepdims=True)
+    dx = dx * rstd
+    lead = (0,) if sum_axis0 else tuple(range(xw.ndim - 1))
+    dbeta = dy.sum(axis=lead)
+    dgamma = (dy * (xw if x_for_dgamma else xhat)).sum(axis=lead)
+    out = _in_dtype(np.asarray(x))
+    pout = _in_dtype(np.asarray(gamma))
+    if swap:
+        dgamma, dbeta = dbeta, dgamma
+    return dx.astype(out), dgamma.astype(pout), dbeta.astype(pout)
+
+
+def _backward_cases(hidden: bool) -> list[_Case]:
+    rng = _rng(hidden, 10)
+    out = []
+    for c in _array_cases(rng, hidden, params=True, eps_arg=True):
+        x, gamma, _, eps = c.args
+        dout = rng.standard_normal(x.shape).astype(x.dtype)
+        exp = _backward64(dout, x, gamma, eps)
+        tols = []
+        base = c.tol[0][0]
+        for e in exp:
+            scale = float(np.abs(e.astype(np.float64)).max(initial=0.0)) + 1.0
+            tols.append((base * 10, base * 10 * scale))
+        out.append(_Case((dout, x, gamma, eps), c.desc, c.tags, tols))
+    return out
+
+
+def _autograd_spy(frame, event, arg):
+    if event == "call":
+        code = frame.f_code
+        path = code.co_filename.replace("\\", "/")
+        if code.co_name in ("backward", "grad") and (path.endswith("torch/autograd/__init__.py")
+                                                     or path.endswith("torch/_tensor.py")):
+            return "torch's autograd (" + code.co_name + ")"
+    return None
+
+
+def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = False, outputs: str = "all",
+                              part: str = "all") -> None:
+    """Check ``layer_norm_backward(dout, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)``.
+
+    ``outputs="dx"`` compares only dx, ``outputs="params"`` only (dgamma, dbeta), and ``part="contract"`` only the
+    contract (shapes, dtypes, inputs left unchanged, no reference called): the graded notebook scores them
+    separately.
+    """
+    __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
+    select = {"all": None, "dx": (0,), "params": (1, 2)}[outputs]
+    contract = _part(part, ("all", "contract")) == "contract"
+
+    def v(**kw):
+        def f(case):
+            if kw.get("sum_axis0") and case.args[1].ndim < 3:
+                return None
+            return _backward64(*case.args, **kw)
+
+        return f
+
+    spec = _Spec(
+        check="check_layer_norm_backward",
+        fname="layer_norm_backward",
+        argnames=("dout", "x", "gamma", "eps"),
+        outnames=("dx", "dgamma", "dbeta"),
+        expected=v(),
+        variants=[
+            ("dx treats the mean and the variance as constants (dx = dout · gamma / std). Both depend on every "
+             "feature of the row: dx = rstd · (g − mean(g) − xhat · mean(g · xhat)), with g = dout · gamma.",
+             v(drop=("mean", "xhat"))),
+            ("dx is missing the term that comes through the variance: − xhat · mean(g · xhat).", v(drop=("xhat",))),
+            ("dx is missing the term that comes through the mean: − mean(g).", v(drop=("mean",))),
+            ("gamma is missing from dx: the gradient reaching the normalized values is g = dout · gamma.",
+             v(no_gamma=True)),
+            ("the variance is the unbiased one (dividing by C - 1); the forward pass divides by C.", v(ddof=1)),
+            ("eps is outside the square root: rstd = 1 / sqrt(var + eps).", v(eps_outside=True)),
+            ("dgamma multiplies dout by x; it must multiply by the normalized xhat = (x − mean) · rstd.",
+             v(x_for_dgamma=True)),
+            ("dgamma and dbeta are summed over axis 0 only; sum them over every leading axis (every token of every "
+             "sequence) so that each has shape (C,).", v(sum_axis0=True)),
+            ("dgamma and dbeta come back swapped: return (dx, dgamma, dbeta).", v(swap=True)),
+        ],
+        tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
+        spy_extra=_autograd_spy,
+        spy_name="autograd",
+        select=select,
+        contract_only=contract,
+    )
+    _run(spec, layer_norm_backward, _backward_cases(hidden))
