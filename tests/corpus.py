@@ -248,7 +248,7 @@ def layer_norm_stats(x):
     Wrong("ln-eps-outside", "layer_norm", _ln(
         "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
         "    return ((work - m) / (np.sqrt(v) + eps) * gamma + beta).astype(x.dtype)"),
-        ("eps is outside the square root",)),
+        ("eps is outside the square root", "(tiny variance, 1e-8, smaller than eps)")),
     Wrong("ln-no-eps", "layer_norm", _ln(
         "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
         "    return ((work - m) / np.sqrt(v) * gamma + beta).astype(x.dtype)"), ("eps is missing", "constant rows give NaN")),
@@ -360,6 +360,10 @@ def ln_statistics(n_layer, batch, seq_len, n_head):
 def ln_statistics(n_layer, batch, seq_len, n_head):
     return n_head * seq_len
 ''', ("12×1024",)),
+    Wrong("ln-statistics-blocks-times-tokens", "ln_statistics", '''
+def ln_statistics(n_layer, batch, seq_len, n_head):
+    return n_layer * batch * seq_len
+''', ("blocks × tokens", "a block is not one layernorm")),
     Wrong("ln-statistics-no-batch", "ln_statistics", '''
 def ln_statistics(n_layer, batch, seq_len, n_head):
     return (2 * n_layer + 1) * seq_len
@@ -471,6 +475,47 @@ def layer_norm_backward(dout, x, gamma, eps=1e-5):
     dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
     return dx.astype(x.dtype), (dy * xhat).sum(0).astype(gamma.dtype), dy.sum(0).astype(gamma.dtype)
 ''', ("summed over axis 0 only",)),
+    # computed in float16 throughout: the variance of values in the thousands overflows, rstd is 0 and so is dx
+    Wrong("backward-float16", "layer_norm_backward", '''
+import numpy as np
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = (x - mean) * rstd
+    g = dout * gamma
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    lead = tuple(range(x.ndim - 1))
+    return dx, (dout * xhat).sum(axis=lead), dout.sum(axis=lead)
+''', ("float16", "65504", "float32")),
+    Wrong("backward-eps-outside", "layer_norm_backward", '''
+import numpy as np
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    dy = dout.astype(w.dtype)
+    m = w.mean(-1, keepdims=True)
+    rstd = 1 / (np.sqrt(((w - m) ** 2).mean(-1, keepdims=True)) + eps)
+    xhat = (w - m) * rstd
+    g = dy * gamma
+    dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+    lead = tuple(range(x.ndim - 1))
+    return dx.astype(x.dtype), (dy * xhat).sum(lead).astype(gamma.dtype), dy.sum(lead).astype(gamma.dtype)
+''', ("eps is outside the square root", "(tiny variance, 1e-8, smaller than eps)")),
+    Wrong("backward-no-mean-term", "layer_norm_backward", '''
+import numpy as np
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    dy = dout.astype(w.dtype)
+    m = w.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((w - m) ** 2).mean(-1, keepdims=True) + eps)
+    xhat = (w - m) * rstd
+    g = dy * gamma
+    dx = rstd * (g - xhat * (g * xhat).mean(-1, keepdims=True))
+    lead = tuple(range(x.ndim - 1))
+    return dx.astype(x.dtype), (dy * xhat).sum(lead).astype(gamma.dtype), dy.sum(lead).astype(gamma.dtype)
+''', ("missing the term that comes through the mean", "deriving the gradients")),
     Wrong("backward-calls-lnkit", "layer_norm_backward", '''
 import lnkit
 
@@ -495,3 +540,35 @@ def running_stats(x):
     return x.mean(-1), x.var(-1)
 ''', ("you called np.var",), earns_nothing=True),
 ]
+
+
+def plain(text: str) -> str:
+    """Text with the spellings of one formula made alike: no spaces, ASCII operators, lower case."""
+    for a, b in (("·", "*"), ("×", "*"), ("−", "-"), ("²", "**2"), ("`", ""), ("np.", "")):
+        text = text.replace(a, b)
+    return "".join(text.split()).lower()
+
+
+# What a message must never contain, by function (compared after `plain`): the answer itself, in the spellings a
+# message would use. A message names the mistake and points to the chapter; for the cells whose point is deriving
+# a formula or a counting rule (07's dx, 03's counts, 06's wirings, 04's fit, 02's count), writing the answer out
+# would hand over the points.
+SOLUTION_EXPRESSIONS = {
+    "layer_norm_stats": ("((x-mean)**2).mean(axis=-1)", "var(x,axis=-1)"),
+    "layer_norm": ("(x-mean)/sqrt(var+eps)*gamma+beta",),
+    "normalize_over": ("x.mean(axis=axes,keepdims=true)", "x.mean(axis=tuple(axes)"),
+    "count_statistics": ("productofthesizesoftheaxesthatarekept", "axesnotinaxes",
+                         "prod(dfori,dinenumerate(shape)ifinotinaxes)"),
+    "ln_applications": ("2*n_layer+1", "2perblock+1", "2perblock+ln_f", "everyblockhas2", "ablockhastwo",
+                        "ablockhas2", "2*12+1"),
+    "ln_statistics": ("2*n_layer+1", "2perblock+ln_f", "ablockhastwo", "25*1024", "onepairpertokenperlayernorm"),
+    "ln_parameters": ("2*n_layer+1", "2perblock+ln_f", "ablockhastwo", "d_modelnumberseach", "2*d_model"),
+    "fit_gain_bias": ("cov(xhat,y)/var(xhat)", "mean(y)-gamma*mean(xhat)"),
+    "rms_norm": ("x/sqrt(mean(x**2)+eps)*gamma",),
+    "layer_norm_via_rms": ("rms_norm(x-mean(x),gamma,eps)+beta",),
+    "pre_ln": ("x+sublayer(norm(x))",),
+    "post_ln": ("norm(x+sublayer(x))",),
+    "layer_norm_backward": ("g-mean(g)", "xhat*mean(g*xhat)", "mean(g*xhat)", "rstd*(g", "dout*xhat",
+                            "multiplybythenormalizedxhat", "g=dout*gamma"),
+    "running_stats": ("delta/n", "m2+delta*", "mean+delta"),
+}

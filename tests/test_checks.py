@@ -6,15 +6,17 @@ stderr, a visible check under a second, hidden cases that differ from the visibl
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lnkit import checks
-from corpus import CHECKS, CORRECT, WRONG
+from corpus import CHECKS, CORRECT, SOLUTION_EXPRESSIONS, WRONG, plain
 
 
 def define(*sources: str) -> dict:
@@ -233,3 +235,89 @@ def test_layer_norm_via_rms_is_graded_apart_from_the_students_rms_norm():
         checks.check_rms_norm(namespace["rms_norm"])
     checks.check_layer_norm_via_rms(namespace["layer_norm_via_rms"])
     assert namespace["rms_norm"] is theirs
+
+
+# --- what a student is shown ----------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _message(wrong) -> checks.CheckFailed:
+    with pytest.raises(checks.CheckFailed) as info:
+        getattr(checks, CHECKS[wrong.function][0])(student(wrong.function, wrong.source))
+    return info.value
+
+
+@pytest.mark.parametrize("wrong", WRONG, ids=[w.id for w in WRONG])
+def test_a_message_names_the_mistake_without_writing_the_answer(wrong):
+    """The words of the corpus name the mistake (test above); the solution's own expression never appears."""
+    text = plain(str(_message(wrong)))
+    for expression in SOLUTION_EXPRESSIONS[wrong.function]:
+        assert plain(expression) not in text, f"{wrong.id}: the message writes out {expression!r}"
+
+
+def test_every_function_has_its_solution_expressions():
+    assert set(SOLUTION_EXPRESSIONS) == set(CHECKS)
+    assert all(SOLUTION_EXPRESSIONS.values())
+
+
+@pytest.mark.parametrize("wrong", [w for w in WRONG if CHECKS[w.function][1] == "03-counting"],
+                         ids=lambda w: w.id)
+def test_a_count_shows_what_was_returned_not_the_right_count(wrong):
+    """03 asks the student to work out the counting rule: the right value of the failing input is not shown."""
+    message = str(_message(wrong))
+    assert "expected" not in message and "\n  got:" in message
+
+
+def test_sections_named_in_messages_exist_in_their_chapters():
+    """A message that sends the student to `chapter N, "Section"` names a heading that chapter has."""
+    source = "\n".join(p.read_text() for p in sorted((ROOT / "lnkit" / "checks").glob("ch*.py")))
+    named = set(re.findall(r'chapter (\d), \\?"(.+?)\\?"', source))
+    assert len(named) >= 8, named
+
+    def bare(text: str) -> str:
+        return re.sub(r"[\\\"'`*$]", "", text).strip().lower()
+
+    for number, section in sorted(named):
+        chapter = next((ROOT / "book").glob(f"ch0{number}_*.md"))
+        headings = {bare(line.lstrip("#")) for line in chapter.read_text().splitlines() if line.startswith("#")}
+        assert bare(section) in headings, f"{chapter.name} has no section {section!r}"
+
+
+@pytest.mark.parametrize("wrong_id", ["ln-eps-outside", "backward-constant-stats", "ln-statistics-12x1024",
+                                      "pre-ln-is-post-ln"])
+def test_a_failure_renders_as_its_message_only(wrong_id):
+    """What IPython shows (``_render_traceback_``): the message wrapped to Validate's width, no frame or path."""
+    failure = _message(next(w for w in WRONG if w.id == wrong_id))
+    lines = failure._render_traceback_()
+    assert lines[0].startswith(CHECKS[next(w for w in WRONG if w.id == wrong_id).function][0])
+    assert max(len(line) for line in lines) <= checks.CheckFailed.WIDTH
+    assert " ".join(" ".join(lines).split()) == " ".join(str(failure).split())
+    shown = "\n".join(lines)
+    for internal in ("Traceback", "File ", "_engine", "lnkit/", "site-packages", "_fail", "line "):
+        assert internal not in shown
+
+
+def test_ipython_shows_the_message_and_no_frame(capsys):
+    """In a real IPython shell (what a notebook's kernel runs), a failing check prints its message and nothing else."""
+    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactiveshell.InteractiveShell.instance()
+    wrong = next(w for w in WRONG if w.id == "ln-unbiased")
+    shell.user_ns["source"] = wrong.source
+    shell.run_cell("exec(source)")
+    capsys.readouterr()
+    shell.run_cell("from lnkit.checks import check_layer_norm\ncheck_layer_norm(layer_norm)")
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    assert shown.lstrip().startswith("check_layer_norm (")
+    assert "unbiased" in shown
+    for internal in ("Traceback", "File ", "_engine", "lnkit/", "skipping hidden", "AssertionError"):
+        assert internal not in shown, shown
+    interactiveshell.InteractiveShell.clear_instance()
+
+
+def test_a_float16_backward_fails_the_dx_cell():
+    """Computed in float16, dx of rows in the thousands is all zeros; the dx cell (5 points) must see it."""
+    wrong = next(w for w in WRONG if w.id == "backward-float16")
+    with pytest.raises(checks.CheckFailed, match="float16 input overflows"):
+        checks.check_layer_norm_backward(student(wrong.function, wrong.source), outputs="dx")

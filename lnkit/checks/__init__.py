@@ -19,7 +19,7 @@ The reference answers are computed here, in float64, for every function (lnkit's
 
 from __future__ import annotations
 
-from ._engine import HIDDEN_SEED, VISIBLE_SEED, set_hidden_secret
+from ._engine import HIDDEN_SEED, VISIBLE_SEED, CheckFailed, set_hidden_secret
 from .ch01_layernorm import check_layer_norm, check_layer_norm_stats
 from .ch02_which_axis import check_count_statistics, check_normalize_over
 from .ch03_counting import check_ln_applications, check_ln_parameters, check_ln_statistics

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -205,7 +206,8 @@ class _Spec:
     argnames: tuple
     outnames: tuple  # ("output",) for a function returning one value; ("mean", "var") for a pair
     expected: Callable[[_Case], tuple]  # the right answers, as a tuple
-    variants: Sequence[tuple[str, Callable[[_Case], tuple]]] = ()  # (what the mistake is, its answers)
+    # (what the mistake is, its answers) or (..., tag): show a failing case with that tag when there is one
+    variants: Sequence[tuple] = ()
     tag_rules: Sequence[tuple[str, str]] = ()  # (tag, message) when every failing case has the tag
     lnkit_files: Sequence[str] = ("norms.py", "_torch.py")
     integers: bool = False  # the answers are Python ints
@@ -218,6 +220,9 @@ class _Spec:
     spy_name: str = ""
     stand_in: tuple = ()
     remote_info: Callable[[dict], None] | None = None
+    # False where the right value would give the exercise away (a count whose rule the student must derive): the
+    # message then shows the input and what the function returned, not what it should have returned
+    show_expected: bool = True
 
 
 def _fresh(a):
@@ -247,7 +252,7 @@ def _selected(spec: _Spec) -> _Spec:
         returns=spec.outnames,
         outnames=tuple(spec.outnames[i] for i in spec.select),
         expected=pick(spec.expected),
-        variants=[(m, pick(v)) for m, v in spec.variants],
+        variants=[(m, pick(v), *rest) for m, v, *rest in spec.variants],
     )
 
 
@@ -265,7 +270,7 @@ def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict):
     carries ``kind`` and says itself to the student.
     """
     try:
-        out, after, info = student.remote_call(args, kwargs, lnkit_files=spec.lnkit_files, spy=spec.spy_name,
+        out, after, info = student.remote_call(args, kwargs, spy=spec.spy_name,
                                                stand_in=spec.stand_in)
     except Exception as e:  # noqa: BLE001 - only the grading's own problems are handled here
         if not getattr(type(e), "__lnkit_remote_error__", False):
@@ -408,8 +413,9 @@ def _diagnose(spec: _Spec, failures: list[_Failure]) -> str:
 
     # 2. which known mistake reproduces the student's answers on the most failing cases?
     best, best_hits, best_case = None, 0, None
-    for message, variant in spec.variants:
+    for message, variant, *prefer in spec.variants:
         hits, where = 0, None
+        rank = lambda f: (bool(prefer) and prefer[0] in f.case.tags, "zero" not in f.case.tags)  # noqa: E731
         for f in wrong:
             try:
                 answer = variant(f.case)
@@ -419,8 +425,8 @@ def _diagnose(spec: _Spec, failures: list[_Failure]) -> str:
                 continue
             if _matches(spec, f.case, f.got, answer):
                 hits += 1
-                # show the smallest input that reproduces it, preferring one that is not empty
-                if where is None or ("zero" in where.case.tags and "zero" not in f.case.tags):
+                # show the smallest input that reproduces it, preferring the variant's tag, then a non-empty one
+                if where is None or rank(f) > rank(where):
                     where = f
         if hits > best_hits and 2 * hits >= len(wrong):  # it must explain at least half of the failures
             best, best_hits, best_case = message, hits, where
@@ -463,16 +469,66 @@ def _with_io(spec: _Spec, message: str, f: _Failure) -> str:
     expected = spec.expected(f.case)
     lines = [message, f"  smallest failing input: {_show_input(spec.fname, spec.argnames, f.case)}"]
     if f.got is not None:
-        for name, e, g in zip(spec.outnames, expected, f.got):
+        tols = f.case.tol or [(1e-9, 1e-9)] * len(expected)
+        for i, (name, e, g) in enumerate(zip(spec.outnames, expected, f.got)):
             label = "" if len(spec.outnames) == 1 else f" {name}"
-            lines.append(f"  expected{label}: {_show_output(e)}")
+            if spec.show_expected:
+                lines.append(f"  expected{label}: {_show_output(e)}")
             lines.append(f"  got{label}:      {_show_output(g if spec.integers else np.asarray(g))}")
+            if not spec.integers:
+                lines.extend(_difference(label, e, g, tols[i]))
     return "\n".join(lines)
 
 
+def _difference(label: str, e, g, tol: tuple[float, float]) -> list[str]:
+    """The largest difference and what the check allows there: values that print alike can still differ."""
+    ga = _to_array(g)
+    if ga is None or ga.shape != np.shape(e) or not ga.size:
+        return []
+    g64, e64 = ga.astype(np.float64), np.asarray(e, dtype=np.float64)
+    err = np.abs(g64 - e64)
+    if not np.all(np.isfinite(err)):
+        return []
+    allowed = tol[1] + tol[0] * np.abs(e64)
+    i = np.unravel_index(int(np.argmax(err - allowed)), err.shape)
+    if err[i] <= allowed[i]:
+        return []
+    where = f" at index {tuple(int(k) for k in i)}" if ga.ndim else ""
+    return [f"  largest difference{label}: {err[i]:.2g}{where}, where the check allows {allowed[i]:.2g}"]
+
+
+class CheckFailed(AssertionError):
+    """What a failing check raises: an AssertionError (nbgrader and pytest treat it as a failed test) that shows
+    itself as its message alone.
+
+    IPython asks an exception for ``_render_traceback_`` before it formats frames, so a notebook (and nbgrader's
+    Validate, which prints the notebook's error output) shows the check's message, wrapped to fit Validate's 90
+    columns, and no frame, file path or docstring of lnkit. ``str()`` of it stays the unwrapped message: the
+    feedback and the out-of-kernel grading quote that.
+    """
+
+    WIDTH = 84  # nbgrader's Validate indents by 4 and cuts lines longer than 87 characters
+
+    def _render_traceback_(self) -> list[str]:
+        return _wrap(str(self), self.WIDTH).split("\n")
+
+
+def _wrap(message: str, width: int) -> str:
+    """Wrap each line of ``message`` at ``width``, continuing a line at its own indentation plus two spaces."""
+    out = []
+    for line in message.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip(" ")))
+        out.extend(textwrap.wrap(line, width, subsequent_indent=indent + "  ", break_on_hyphens=False,
+                                 break_long_words=True) or [""])
+    return "\n".join(out)
+
+
 def _fail(message: str) -> None:
-    """The one place a check fails from: IPython always shows the frame that raises, so keep it this short."""
-    raise AssertionError(message)
+    """The one place a check fails from; the exception shows its message only (see CheckFailed)."""
+    raise CheckFailed(message)
 
 
 def _run(spec: _Spec, student: Callable, cases: list[_Case]) -> None:
@@ -480,6 +536,8 @@ def _run(spec: _Spec, student: Callable, cases: list[_Case]) -> None:
     if not callable(student):
         _fail(f"{spec.check}: pass your function itself, as in `{spec.check}({spec.fname})`; "
               f"got {type(student).__name__}.")
+    if spec.select:  # each case's tolerances follow the outputs that are compared
+        cases = [c if not c.tol else dataclasses.replace(c, tol=[c.tol[i] for i in spec.select]) for c in cases]
     spec = _selected(spec)
     cases = sorted(cases, key=lambda c: c.size)
     failures: list[_Failure] = []

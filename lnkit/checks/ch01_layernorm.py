@@ -51,8 +51,13 @@ _WRONG_AXIS_LEADING = (
     "the last axis. LayerNorm takes one pair per token: use `axis=-1`."
 )
 _UNBIASED = (
-    "the variance is the unbiased one (dividing by C - 1). LayerNorm uses the biased variance, dividing by C: "
-    "`np.var(x, axis=-1)` with its default `ddof=0`, or `((x - mean)**2).mean(axis=-1)`."
+    "the variance is the unbiased one (dividing by C - 1). LayerNorm uses the biased variance, dividing by C "
+    "(NumPy's default, `ddof=0`; chapter 1, \"Step 2: the biased variance\")."
+)
+_EPS_OUTSIDE = (
+    "eps is outside the square root: LayerNorm divides by sqrt(var + eps), not by sqrt(var) + eps. The two differ "
+    "most where the variance is near eps or below it, as in the input below (variance about 1e-8, eps 1e-5); on "
+    "rows of variance about 1 they differ by about eps/2 relative, still more than the check allows."
 )
 _CANCEL = (
     "the variance loses all its accuracy when a row's values sit far from zero: computing it as "
@@ -154,8 +159,7 @@ def check_layer_norm(layer_norm: Callable, hidden: bool = False) -> None:
         expected=_ln_expected,
         variants=[
             (_UNBIASED, _ln_variant(ddof=1)),
-            ("eps is outside the square root: LayerNorm divides by sqrt(var + eps), not by sqrt(var) + eps. "
-             "The difference shows when the variance is tiny.", _ln_variant(eps_outside=True)),
+            (_EPS_OUTSIDE, _ln_variant(eps_outside=True), "tiny"),
             ("the output is divided by the variance instead of by the standard deviation: divide by "
              "sqrt(var + eps).", _ln_variant(divide_by_var=True)),
             ("gamma is ignored: multiply the normalized values by gamma (one gain per feature).",

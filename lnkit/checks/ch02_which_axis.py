@@ -113,8 +113,8 @@ def check_normalize_over(normalize_over: Callable, hidden: bool = False) -> None
              "dividing by n, the number of values that share one statistic: `x.var(axis=axes, keepdims=True)` with "
              "its default `ddof=0`.", variant("unbiased")),
             ("eps is outside the square root: divide by sqrt(var + eps), not by sqrt(var) + eps.", variant("outside")),
-            ("the statistics are taken over the axes that are NOT in `axes`: `axes` lists the axes to average over "
-             "(`x.mean(axis=axes, keepdims=True)`), the others are kept.", variant("complement")),
+            ("the statistics are taken over the axes that are NOT in `axes`: `axes` lists the axes to average "
+             "over, the others are kept.", variant("complement")),
             ("`axes` is ignored: the statistics are always taken over the last axis. Pass `axis=axes` to "
              "mean and var (NumPy accepts a tuple of axes).", variant("last")),
             ("only the first of several axes is used: when `axes` is a tuple, average over all of them at once "
@@ -162,16 +162,16 @@ def check_count_statistics(count_statistics: Callable, hidden: bool = False) -> 
         expected=lambda case: (count(*case.args),),
         integers=True,
         variants=[
-            ("you multiplied the sizes of the axes normalized OVER; the count of (mean, variance) pairs is the "
-             "product of the sizes of the axes that are kept (not in `axes`): one pair per position along them.",
+            ("you multiplied the sizes of the axes normalized OVER: that is how many values share one statistic, "
+             "not how many statistics there are (chapter 2, \"Who shares a statistic\").",
              lambda case: (count(*case.args, inverted=True),)),
             ("negative axes are not handled: -1 means the last axis (use `a % len(shape)` to turn a negative axis "
              "into a non-negative one).",
              lambda case: (math.prod(d for i, d in enumerate(case.args[0])
                                      if i not in ((case.args[1],) if isinstance(case.args[1], int)
                                                   else tuple(case.args[1]))),)),
-            ("you returned the number of values in the array; each statistic is shared by many values: count one "
-             "pair per position along the axes NOT in `axes`.", lambda case: (math.prod(case.args[0]),)),
+            ("you returned the number of values in the array; each statistic is shared by many values (chapter 2, "
+             "\"Who shares a statistic\").", lambda case: (math.prod(case.args[0]),)),
         ],
     )
     _run(spec, count_statistics, cases)

@@ -38,12 +38,17 @@ def _arch_cases(hidden: bool):
 
 
 def _int_spec(check, fname, argnames, expected, variants):
+    # the right count is what the exercise asks the student to work out: a failure shows what they returned only
     return _Spec(check=check, fname=fname, argnames=argnames, outnames=("count",), expected=expected,
-                 variants=variants, integers=True)
+                 variants=variants, integers=True, show_expected=False)
 
 
-_LN_F = ("you forgot ln_f, the final LayerNorm a pre-LN GPT-2 applies once after its last block: "
-         "every block has 2 (ln_1, ln_2), plus 1 at the end.")
+_SECTION = 'chapter 3, "Twelve blocks, twenty-five LayerNorms"'
+_HEADS = 'chapter 3, "Heads do not enter"'
+_APART = "chapter 3, \"Taking '12 × 1024' apart\""
+_LN_F = f"you forgot ln_f, the final LayerNorm a pre-LN GPT-2 applies once, after its last block ({_SECTION})."
+_LOOK = f"look again at what a GPT-2 block normalizes before its attention and before its MLP ({_SECTION})."
+_ONE_PER_BLOCK = "you counted one LayerNorm per block; " + _LOOK
 
 
 def check_ln_applications(ln_applications: Callable, hidden: bool = False) -> None:
@@ -55,11 +60,10 @@ def check_ln_applications(ln_applications: Callable, hidden: bool = False) -> No
         "check_ln_applications", "ln_applications", ("n_layer",), lambda c: (2 * c.args[0] + 1,),
         [
             (_LN_F, lambda c: (2 * c.args[0],)),
-            ("you counted one LayerNorm per block; a GPT-2 block has two, ln_1 before attention and ln_2 before the "
-             "MLP, and the model ends with ln_f.", lambda c: (c.args[0] + 1,)),
-            ("you counted one LayerNorm per block and forgot ln_f: a block has two (ln_1 and ln_2), and ln_f comes "
-             "once at the end.", lambda c: (c.args[0],)),
-            ("you counted ln_f once per block; it is applied once, after the last block: 2 per block + 1.",
+            (_ONE_PER_BLOCK, lambda c: (c.args[0] + 1,)),
+            ("you counted one LayerNorm per block and forgot the final one, ln_f; " + _LOOK,
+             lambda c: (c.args[0],)),
+            (f"you counted ln_f once per block; it is applied once, after the last block ({_SECTION}).",
              lambda c: (3 * c.args[0],)),
         ],
     )
@@ -81,20 +85,23 @@ def check_ln_statistics(ln_statistics: Callable, hidden: bool = False) -> None:
         "check_ln_statistics", "ln_statistics", ("n_layer", "batch", "seq_len", "n_head"),
         lambda c: (a(c.args[0]) * c.args[1] * c.args[2],),
         [
-            ("n_head should play no part: LayerNorm normalizes each token's whole d_model vector before the Q/K/V "
-             "projections split it into heads, so there is one (mean, variance) pair per token per LayerNorm, "
-             "whatever the number of heads.", lambda c: (a(c.args[0]) * c.args[1] * c.args[2] * c.args[3],)),
-            ("this is the 12×1024 count: heads × tokens. Heads play no part in LayerNorm; count one pair per token "
-             "per LayerNorm application (2 per block + ln_f), times the batch size.",
+            ("n_head should play no part, and it multiplies your count: LayerNorm normalizes each token's whole "
+             "d_model vector before the Q/K/V projections split it into heads (" + _HEADS + ").",
+             lambda c: (a(c.args[0]) * c.args[1] * c.args[2] * c.args[3],)),
+            ("this is the 12×1024 count: heads × tokens. Heads play no part in LayerNorm, and the number of "
+             "LayerNorms a token goes through is not the number of heads (" + _APART + ").",
              lambda c: (c.args[3] * c.args[2] * c.args[1],)),
-            ("this is the 12×1024 count, heads × tokens, for one sequence. Heads play no part in LayerNorm; count "
-             "one pair per token per LayerNorm application (2 per block + ln_f), times the batch size.",
+            ("this is the 12×1024 count, heads × tokens, for one sequence. Heads play no part in LayerNorm, the "
+             "number of LayerNorms a token goes through is not the number of heads, and every sequence of the "
+             "batch has its own statistics (" + _APART + ").",
              lambda c: (c.args[3] * c.args[2],)),
+            ("this is the blocks × tokens count (n_layer × batch × seq_len): one statistic per token per block. "
+             "A token's statistics are taken once per LayerNorm it goes through, and a block is not one "
+             f"LayerNorm ({_SECTION}).", lambda c: (c.args[0] * c.args[1] * c.args[2],)),
             (_LN_F, lambda c: (2 * c.args[0] * c.args[1] * c.args[2],)),
             ("the batch size is missing: every sequence in the batch has its own statistics (LayerNorm never mixes "
-             "sequences), so multiply by batch.", lambda c: (a(c.args[0]) * c.args[2],)),
-            ("you counted one LayerNorm per block; a GPT-2 block has two (ln_1, ln_2), plus ln_f at the end.",
-             lambda c: ((c.args[0] + 1) * c.args[1] * c.args[2],)),
+             "sequences; chapter 3, \"Times the batch\").", lambda c: (a(c.args[0]) * c.args[2],)),
+            (_ONE_PER_BLOCK, lambda c: ((c.args[0] + 1) * c.args[1] * c.args[2],)),
         ],
     )
     _run(spec, ln_statistics, rows)
@@ -109,11 +116,10 @@ def check_ln_parameters(ln_parameters: Callable, hidden: bool = False) -> None:
     spec = _int_spec(
         "check_ln_parameters", "ln_parameters", ("n_layer", "d_model"), lambda c: (a(c.args[0]) * 2 * c.args[1],),
         [
-            ("you counted only the gains (or only the biases): every LayerNorm holds both, gamma and beta, "
-             "d_model numbers each.", lambda c: (a(c.args[0]) * c.args[1],)),
+            ("you counted only the gains (or only the biases): every LayerNorm holds both, gamma and beta.",
+             lambda c: (a(c.args[0]) * c.args[1],)),
             (_LN_F, lambda c: (2 * c.args[0] * 2 * c.args[1],)),
-            ("you counted one LayerNorm per block; a GPT-2 block has two (ln_1, ln_2), plus ln_f at the end.",
-             lambda c: ((c.args[0] + 1) * 2 * c.args[1],)),
+            (_ONE_PER_BLOCK, lambda c: ((c.args[0] + 1) * 2 * c.args[1],)),
             (_LN_F + " You also counted only one of gamma and beta: each LayerNorm holds both.",
              lambda c: (2 * c.args[0] * c.args[1],)),
         ],

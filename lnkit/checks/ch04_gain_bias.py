@@ -75,6 +75,9 @@ def _gain_bias_cases(hidden: bool) -> list[_Case]:
     return cases
 
 
+_RECOVER = "chapter 4, \"Recovering γ and β from a layer's inputs and outputs\""
+
+
 def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: str = "all",
                         part: str = "all") -> None:
     """Check ``fit_gain_bias(x, y, eps=1e-5) -> (gamma, beta)``: recover a LayerNorm's gain and bias.
@@ -120,11 +123,12 @@ def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: 
              "of x first (mean 0, variance 1 over its C features, with eps), then fit y against that.",
              fit(raw=True)),
             ("beta is the mean of y, which is right only when the normalized inputs average exactly 0 over the "
-             "tokens. The intercept of the fitted line is mean(y) − gamma·mean(xhat).", fit(how="nointercept")),
+             "tokens: the fitted line needs its intercept too (" + _RECOVER + ").", fit(how="nointercept")),
             ("x is normalized per feature across the tokens (axis 0) instead of per token over its features "
              "(the last axis), so your regressor is not what the layer multiplied by gamma.", fit(axis0=True)),
             ("the gain is a ratio of standard deviations, which loses its sign: some gains are negative. Use the "
-             "least-squares slope, cov(xhat, y) / var(xhat), per feature.", fit(how="std")),
+             "least-squares slope of y against the normalized x, feature by feature, which keeps the sign.",
+             fit(how="std")),
             ("gamma and beta come back swapped: return `(gamma, beta)`.", fit(swap=True)),
             ("x is normalized with the unbiased variance (dividing by C - 1); the layer used the biased one.",
              fit(ddof=1)),

@@ -99,15 +99,34 @@ def check_rms_norm(rms_norm: Callable, hidden: bool = False) -> None:
     _run(spec, rms_norm, _rms_cases(hidden, False, 1e-6))
 
 
+# A correct rms_norm, as source text: check_layer_norm_via_rms puts it in place of the student's rms_norm while it runs
+# (in the kernel, from this text; out of it, the grading server defines it from the same text in a process used for
+# nothing else, so it can never stand in for the student's own rms_norm when that one is graded).
+STAND_IN_SOURCE = '''
+import numpy as np
+
+
+def rms_norm(x, gamma=None, eps=1e-6):
+    x = np.asarray(x)
+    xw = x.astype(np.float64)
+    y = xw / np.sqrt((xw * xw).mean(axis=-1, keepdims=True) + eps)
+    if gamma is not None:
+        y = y * np.asarray(gamma, dtype=np.float64)
+    return y.astype(x.dtype if x.dtype.kind == "f" else np.float64)
+'''
+
+
 def _stand_in(name: str, used: dict) -> Callable:
-    """A correct function standing in for the student's one of that name while a check runs; it records in ``used``
-    that it was called. check_layer_norm_via_rms uses it in the kernel, the grading server out of it."""
+    """The stand-in of that name; it records in ``used`` that it was called."""
     if name != "rms_norm":
         raise ValueError(f"stand_in: no stand-in for {name!r}; expected 'rms_norm'")
+    namespace: dict = {}
+    exec(STAND_IN_SOURCE, namespace)  # noqa: S102 - our own text, above
+    correct = namespace["rms_norm"]
 
     def rms_norm(x, gamma=None, eps=1e-6):
         used["rms_norm"] = True
-        return _rms64(x, gamma, eps)
+        return correct(x, gamma, eps)
 
     return rms_norm
 

@@ -10,40 +10,73 @@ from ._engine import (
     _rng,
     _Case,
     _Spec,
-    _ln64,
     _rows,
     _run,
     _tol,
 )
 
 
-class _Linear:
+# The sublayer and the norm the wiring checks pass, as source text: these checks define their classes from it, and the
+# grading server (lnkit.grading.server), which imports nothing of lnkit, defines the same classes from the same text.
+SUPPORT_SOURCE = '''
+import numpy as np
+
+
+class Linear:
     """A sublayer: z @ w + b, in z's dtype. Counts its calls."""
 
-    def __init__(self, rng, c, dtype):
-        self.w = (rng.standard_normal((c, c)) / np.sqrt(c)).astype(dtype)
-        self.b = (0.3 * rng.standard_normal(c)).astype(dtype)
-        self.calls = 0
-        self.__doc__ = f"sublayer(z) = z @ w + b, a random linear map of {c} features"
+    def __init__(self, w, b, doc):
+        self.w, self.b, self.calls, self.__doc__ = w, b, 0, doc
 
-    def __call__(self, z):
-        self.calls += 1
-        return (np.asarray(z) @ self.w + self.b).astype(np.asarray(z).dtype)
+    @classmethod
+    def from_state(cls, state):
+        return cls(state["w"], state["b"], state["doc"])
 
-
-class _Norm:
-    """A norm: LayerNorm over the last axis with a random gain and bias, in z's dtype. Counts its calls."""
-
-    def __init__(self, rng, c, dtype):
-        self.gamma = rng.normal(1.0, 0.3, size=c)
-        self.beta = rng.normal(0.0, 0.3, size=c)
-        self.calls = 0
-        self.__doc__ = f"norm(z) = LayerNorm of z's {c} features, with a random gain and bias"
+    def state(self):
+        return {"w": self.w, "b": self.b, "doc": self.__doc__}
 
     def __call__(self, z):
         self.calls += 1
         z = np.asarray(z)
-        return _ln64(z, self.gamma, self.beta, 1e-5)
+        return (z @ self.w + self.b).astype(z.dtype)
+
+
+class Norm:
+    """A norm: LayerNorm over the last axis with a gain and bias, computed in float64, in z's dtype. Counts calls."""
+
+    def __init__(self, gamma, beta, doc):
+        self.gamma, self.beta, self.calls, self.__doc__ = gamma, beta, 0, doc
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(state["gamma"], state["beta"], state["doc"])
+
+    def state(self):
+        return {"gamma": self.gamma, "beta": self.beta, "doc": self.__doc__}
+
+    def __call__(self, z):
+        self.calls += 1
+        z = np.asarray(z)
+        zw = z.astype(np.float64)
+        mean = zw.mean(axis=-1, keepdims=True)
+        var = ((zw - mean) ** 2).mean(axis=-1, keepdims=True)
+        y = (zw - mean) / np.sqrt(var + 1e-5) * self.gamma + self.beta
+        return y.astype(z.dtype if z.dtype.kind == "f" else np.float64)
+'''
+_support: dict = {}
+exec(SUPPORT_SOURCE, _support)  # noqa: S102 - our own text, above
+_Linear, _Norm = _support["Linear"], _support["Norm"]
+
+
+def _linear(rng, c, dtype):
+    w = (rng.standard_normal((c, c)) / np.sqrt(c)).astype(dtype)
+    b = (0.3 * rng.standard_normal(c)).astype(dtype)
+    return _Linear(w, b, f"sublayer(z) = z @ w + b, a random linear map of {c} features")
+
+
+def _norm(rng, c):
+    gamma, beta = rng.normal(1.0, 0.3, size=c), rng.normal(0.0, 0.3, size=c)
+    return _Norm(gamma, beta, f"norm(z) = LayerNorm of z's {c} features, with a random gain and bias")
 
 
 def _wiring_cases(hidden: bool, seed: int) -> list[_Case]:
@@ -59,7 +92,7 @@ def _wiring_cases(hidden: bool, seed: int) -> list[_Case]:
         c = shape[-1]
         x = _rows(rng, shape, dtype, 0.5, 3.0)
         t = _tol(dtype, 10.0)
-        cases.append(_Case((x, _Linear(rng, c, dtype), _Norm(rng, c, dtype)), "", frozenset(), [(t, t)]))
+        cases.append(_Case((x, _linear(rng, c, dtype), _norm(rng, c)), "", frozenset(), [(t, t)]))
     return cases
 
 
@@ -79,9 +112,7 @@ def _wiring_check(check, fname, student, hidden, seed, expected_form, variants):
     def answer(form):
         def f(case):
             x, s, n = case.args
-            s2, n2 = _Linear.__new__(_Linear), _Norm.__new__(_Norm)
-            s2.__dict__.update(s.__dict__)
-            n2.__dict__.update(n.__dict__)
+            s2, n2 = _Linear.from_state(s.state()), _Norm.from_state(n.state())  # fresh call counters
             return (np.asarray(forms[form](x, s2, n2)).astype(x.dtype),)
 
         return f
@@ -99,15 +130,16 @@ def check_pre_ln(pre_ln: Callable, hidden: bool = False) -> None:
     """Check ``pre_ln(x, sublayer, norm)``: ``x + sublayer(norm(x))``."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     _wiring_check("check_pre_ln", "pre_ln", pre_ln, hidden, 8, "pre", [
-        ("this is the post-LN wiring, norm(x + sublayer(x)). Pre-LN normalizes only the sublayer's input and "
-         "adds the result to the untouched x: x + sublayer(norm(x)).", "post"),
-        ("the residual is missing: pre-LN returns x + sublayer(norm(x)), the stream x plus the sublayer's output.",
-         "no_residual_pre"),
-        ("the norm is applied to the sublayer's output; pre-LN applies it to the sublayer's input: "
-         "x + sublayer(norm(x)).", "norm_after_sublayer"),
-        ("the residual adds norm(x) instead of x: in pre-LN the stream itself is never normalized, return "
-         "x + sublayer(norm(x)).", "residual_from_normed"),
-        ("the result is normalized again; pre-LN leaves the stream alone: x + sublayer(norm(x)).", "norm_both"),
+        ("this is the post-LN wiring: it normalizes the stream after the residual addition. Pre-LN normalizes "
+         "only what the sublayer receives and leaves the stream itself untouched (chapter 6, \"Two wirings of one block\").", "post"),
+        ("the residual is missing: the block returns the sublayer's output alone, and the stream x that should "
+         "carry on past the block is lost (chapter 6, \"Two wirings of one block\").", "no_residual_pre"),
+        ("the norm is applied to the sublayer's output; pre-LN applies it to the sublayer's input (chapter 6, \"Two wirings of one block\").",
+         "norm_after_sublayer"),
+        ("the residual adds norm(x) instead of x: in pre-LN the stream itself is never normalized (chapter 6, \"Two wirings of one block\").",
+         "residual_from_normed"),
+        ("the result is normalized again after the addition; pre-LN leaves the stream alone (chapter 6, \"Two wirings of one block\").",
+         "norm_both"),
     ])
 
 
@@ -115,11 +147,11 @@ def check_post_ln(post_ln: Callable, hidden: bool = False) -> None:
     """Check ``post_ln(x, sublayer, norm)``: ``norm(x + sublayer(x))``."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     _wiring_check("check_post_ln", "post_ln", post_ln, hidden, 9, "post", [
-        ("this is the pre-LN wiring, x + sublayer(norm(x)). Post-LN adds first and normalizes the sum: "
-         "norm(x + sublayer(x)).", "pre"),
-        ("the residual is missing: post-LN returns norm(x + sublayer(x)).", "no_residual_post"),
-        ("the sublayer receives norm(x); in post-LN it receives x, and the norm comes after the residual "
-         "addition: norm(x + sublayer(x)).", "norm_both"),
-        ("the norm is applied to x before the addition; post-LN normalizes the sum: norm(x + sublayer(x)).",
-         "norm_x_only"),
+        ("this is the pre-LN wiring: it normalizes only the sublayer's input and never the stream. Post-LN "
+         "normalizes the stream after the residual addition (chapter 6, \"Two wirings of one block\").", "pre"),
+        ("the residual is missing: the stream x does not reach the norm, only the sublayer's output does (chapter 6, \"Two wirings of one block\").",
+         "no_residual_post"),
+        ("the sublayer receives norm(x); in post-LN it receives the stream x as it is, and the only norm comes "
+         "after the residual addition (chapter 6, \"Two wirings of one block\").", "norm_both"),
+        ("the norm is applied to x before the addition; post-LN normalizes after it (chapter 6, \"Two wirings of one block\").", "norm_x_only"),
     ])

@@ -58,8 +58,8 @@ def check_running_stats(running_stats: Callable, hidden: bool = False, part: str
         outnames=("mean", "var"),
         expected=_stats_variant(),
         variants=[
-            (_UNBIASED.replace("`np.var(x, axis=-1)` with its default `ddof=0`, or `((x - mean)**2).mean(axis=-1)`",
-                               "divide the running sum of squared deviations (Welford's M2) by n, not n − 1"),
+            ("the variance is the unbiased one (dividing by C - 1). LayerNorm uses the biased variance: divide "
+             "the running sum of squared deviations by n, not n − 1.",
              _stats_variant(ddof=1)),
             ("the two values come back in the wrong order: return `(mean, var)`.", _stats_variant(what="varmean")),
             ("the second value is the standard deviation; return the variance.", _stats_variant(what="meanstd")),
