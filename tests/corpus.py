@@ -572,3 +572,82 @@ SOLUTION_EXPRESSIONS = {
                             "multiplybythenormalizedxhat", "g=dout*gamma"),
     "running_stats": ("delta/n", "m2+delta*", "mean+delta"),
 }
+
+
+# --- chapter 10, "LayerNorm in the wild": fold_into_linear and fused_add_layer_norm --------------------------------
+
+CORRECT["fold_into_linear"] = '''
+import numpy as np
+
+def fold_into_linear(gamma, beta, W, b):
+    W2 = gamma[:, None] * W  # row i of W takes feature i, which the LayerNorm multiplied by gamma[i]
+    b2 = beta @ W + b  # beta is added after the gain: it reaches the outputs through W
+    return W2.astype(W.dtype), b2.astype(W.dtype)
+'''
+CORRECT["fused_add_layer_norm"] = '''
+import numpy as np
+
+def fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5):
+    h = residual + x
+    work = h.astype(np.float32) if h.dtype == np.float16 else h
+    mean = work.mean(axis=-1, keepdims=True)
+    var = ((work - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (work - mean) / np.sqrt(var + eps) * gamma + beta
+    return y.astype(x.dtype), h
+'''
+CHECKS["fold_into_linear"] = ("check_fold_into_linear", "10-in-the-wild")
+CHECKS["fused_add_layer_norm"] = ("check_fused_add_layer_norm", "10-in-the-wild")
+
+
+def _fold(body: str) -> str:
+    return f'''
+import numpy as np
+
+def fold_into_linear(gamma, beta, W, b):
+{body}
+'''
+
+
+def _fused(body: str) -> str:
+    return f'''
+import numpy as np
+
+def fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5):
+    def ln(z):
+        w = z.astype(np.float32) if z.dtype == np.float16 else z
+        m = w.mean(axis=-1, keepdims=True)
+        return ((w - m) / np.sqrt(((w - m) ** 2).mean(axis=-1, keepdims=True) + eps) * gamma + beta).astype(z.dtype)
+{body}
+'''
+
+
+WRONG += [
+    Wrong("fold-gamma-on-columns", "fold_into_linear", _fold(
+        "    return W * gamma, beta @ W + b"), ("W's columns", "row i of W")),
+    Wrong("fold-beta-through-folded-w", "fold_into_linear", _fold(
+        "    W2 = gamma[:, None] * W\n    return W2, beta @ W2 + b"), ("multiplied by gamma too",)),
+    Wrong("fold-beta-added-to-b", "fold_into_linear", _fold(
+        "    return gamma[:, None] * W, b + beta"), ("pass through the linear layer",)),
+    Wrong("fold-loses-b", "fold_into_linear", _fold(
+        "    return gamma[:, None] * W, beta @ W"), ("own bias b is lost",)),
+    Wrong("fold-no-beta", "fold_into_linear", _fold(
+        "    return gamma[:, None] * W, b.copy()"), ("beta is left out",)),
+    Wrong("fold-w-in-place", "fold_into_linear", _fold(
+        "    b2 = beta @ W + b\n    W *= gamma[:, None]\n    return W, b2"), ("modified its input `W` in place",)),
+    Wrong("fused-normalizes-x", "fused_add_layer_norm", _fused(
+        "    return ln(x), residual + x"), ("LayerNorm of x alone", "normalize the sum")),
+    Wrong("fused-old-stream", "fused_add_layer_norm", _fused(
+        "    return ln(residual + x), residual"), ("residual stream as it came in",)),
+    Wrong("fused-normalized-stream", "fused_add_layer_norm", _fused(
+        "    y = ln(residual + x)\n    return y, y"), ("h is the normalized stream",)),
+    Wrong("fused-pre-ln-block", "fused_add_layer_norm", _fused(
+        "    return residual + ln(x), residual + x"), ("residual + LayerNorm(x)",)),
+    Wrong("fused-swapped", "fused_add_layer_norm", _fused(
+        "    return residual + x, ln(residual + x)"), ("wrong order",)),
+    Wrong("fused-adds-in-place", "fused_add_layer_norm", _fused(
+        "    residual += x\n    return ln(residual), residual"), ("modified its input `residual` in place",)),
+]
+
+SOLUTION_EXPRESSIONS["fold_into_linear"] = ("gamma[:,None]*W", "W*gamma[:,None]", "beta@W+b", "b+beta@W",
+                                            "diag(gamma)@W")
+SOLUTION_EXPRESSIONS["fused_add_layer_norm"] = ("h=residual+x", "h=x+residual", "ln(residual+x)")
