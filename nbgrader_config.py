@@ -25,9 +25,12 @@ c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook.db") + "?timeout=60"
 
 # --- autograding -------------------------------------------------------------------------------------------------
-# nbgrader's own list, with Execute replaced by SafeExecute (an isolated kernel; a dead or stuck kernel ends the
-# in-kernel run instead of leaving the submission ungraded) and CheckOutsideKernel placed before SaveAutoGrades
-# (each test cell's outputs become the verdict of the check run outside the student's kernel).
+# Student code runs only in a bubblewrap sandbox per student (lnkit.grading.sandbox): the kernel nbgrader executes and
+# the process whose answers the checks score. nbgrader's own lists of preprocessors, with three replaced:
+# SafeExecute (the sandboxed kernel; a dead or stuck kernel ends the in-kernel run instead of leaving the submission
+# ungraded), CheckOutsideKernel before SaveAutoGrades (each test cell's outputs become the verdict of the instructor's
+# test cell run outside the student's kernel, hidden cases drawn from the course's secret), and
+# OverwriteCellsFromSource (metadata and missing cells restored from the instructor's source, never a crash).
 c.Autograde.autograde_preprocessors = [
     "lnkit.grading.preprocessors.SafeExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -42,19 +45,25 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "lnkit.grading.preprocessors.DeduplicateIdsFully",  # nbgrader's, without its crash on a duplicated cell
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
+    "lnkit.grading.preprocessors.OverwriteCellsFromSource",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-# A deleted test cell is put back (and graded) rather than silently missing from the submission's score.
-c.OverwriteCells.add_missing_cells = True
+# Before nbgrader reads a submission: only regular files, within caps (the rest is moved aside, never followed).
+# After it is graded as root: autograded/, the gradebook and the secret go back to the course folder's owner.
+c.Autograde.pre_convert_hook = "lnkit.grading.intake.pre_autograde"
+c.Autograde.post_convert_hook = "lnkit.grading.intake.post_autograde"
 
-# Limits. In the kernel (which only produces what students see in their feedback): seconds per cell.
+# What graded code may import, per assignment (the kernel also gets ipykernel and lnkit's visible checks; the process
+# whose answers are scored never gets lnkit). Chapter 6's notebook builds its measurement with torch.
+c.GradingSandbox.default_packages = ["numpy"]
+c.GradingSandbox.packages = {"06-pre-post-ln": ["numpy", "torch"]}
+c.GradingSandbox.memory_bytes = 4 * 1024**3
+# Where no sandbox can be made, grading refuses to run student code; only where every student is trusted:
+# c.GradingSandbox.allow_unsandboxed = True
+
+# Limits. In the kernel (which only produces what students see in their feedback): wall-clock seconds per cell.
 c.Execute.timeout = int(os.environ.get("LNKIT_KERNEL_CELL_SECONDS", 60))
-# Out of the kernel (the verdicts that count): per call of a student function, the time to run the notebook's code
-# first, and the memory of the student's process. Student code runs as this user when grading as root.
+# Out of the kernel (the verdicts that count): CPU seconds per call of a student function, and for running the
+# notebook's code first. CPU time, not wall-clock time: a busy machine never changes a grade.
 c.CheckOutsideKernel.call_seconds = float(os.environ.get("LNKIT_CALL_SECONDS", 10))
 c.CheckOutsideKernel.start_seconds = float(os.environ.get("LNKIT_START_SECONDS", 30))
-c.CheckOutsideKernel.memory_bytes = 4 * 1024**3
-c.CheckOutsideKernel.user = "nobody"
-c.IsolatedKernelManager.user = "nobody"
-c.IsolatedKernelManager.memory_bytes = 4 * 1024**3

@@ -33,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
                               grades_csv=args.grades, report=args.report, feedback=args.feedback)
     except ValueError as e:
         p.error(str(e))
+    except RuntimeError as e:  # grading refused (no sandbox) or could not check its own results
+        print(f"python -m lnkit.grading: {e}", file=sys.stderr)
+        return 2
     failed = [s for s, r in out.results.items() if not r.get("success")]
     flagged = sorted({f.student for f in out.flags})
     print(f"autograded {len(out.students)} submissions of {args.assignment} in {out.seconds:.1f} s "
           f"({len(failed)} with nbgrader errors, {len(out.mismatches)} gradebook mismatches)")
-    if out.tightened:
-        print(f"permissions: others can no longer read {', '.join(out.tightened)} in {os.path.abspath(args.course)}")
     print(f"grades: {out.grades}")
     print(f"integrity report: {out.report} ({len(flagged)} submissions flagged"
           + (f": {', '.join(flagged[:20])}{' ...' if len(flagged) > 20 else ''})" if flagged else ")"))

@@ -2,7 +2,8 @@
 
 ``python -I -m lnkit.grading.checker`` reads one job (JSON on stdin) and writes the verdicts (JSON on stdout)::
 
-    {"cells": [code of the notebook, in order], "tests": [{"grade_id": ..., "source": ...}], "limits": {...}}
+    {"cells": [code of the notebook, in order], "tests": [{"grade_id": ..., "source": ...}], "limits": {...},
+     "secret": "hex of the course's secret: the seed of the hidden cases"}
     -> {"verdicts": [{"grade_id", "passed", "stdout", "ename", "evalue"}], "events": [...], "load_errors": [...]}
 
 Student code never runs in this process: every name a test cell uses that it does not define itself (``layer_norm``
@@ -21,7 +22,7 @@ import json
 import sys
 import time
 
-from .remote import Limits, RemoteFunction, RemoteProblem, StudentServer
+from .remote import Limits, RemoteFunction, RemoteProblem, SandboxRefused, StudentServer
 
 
 def free_names(source: str) -> list[str]:
@@ -61,14 +62,21 @@ def run_test(source: str, server: StudentServer) -> dict:
 
 
 def run_job(job: dict) -> dict:
+    from lnkit.checks import set_hidden_secret
+
+    # hidden cases come from the course's secret, which never enters a sandbox
+    set_hidden_secret(bytes.fromhex(job["secret"]) if job.get("secret") else None)
     limits = Limits(**job.get("limits", {}))
-    server = StudentServer(list(job["cells"]), limits)
+    try:
+        server = StudentServer(list(job["cells"]), limits)
+    except SandboxRefused as e:
+        return {"verdicts": [], "events": [], "load_errors": [], "error": str(e), "refused": True}
     try:
         verdicts = []
         for test in job["tests"]:
             verdicts.append({"grade_id": test["grade_id"], **run_test(test["source"], server)})
         return {"verdicts": verdicts, "events": server.events, "load_errors": server.load_errors,
-                "isolated_as": server.as_user.pw_name if server.as_user else None}
+                "isolation": server.isolation}
     finally:
         server.close()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import stat
 import subprocess
 import sys
 import threading
@@ -31,35 +30,44 @@ class Outcome:
     results: dict = field(default_factory=dict)  # student -> worker's JSON
     mismatches: list[str] = field(default_factory=list)
     flags: list = field(default_factory=list)
-    tightened: list[str] = field(default_factory=list)
     seconds: float = 0.0
     report: str = ""
     grades: str = ""
 
 
-def tighten(course: str) -> list[str]:
-    """Others lose read access to everything in the course folder but the Python environment, lnkit and the release.
+def refusal(course: str) -> str:
+    """Why the course's configuration forbids grading here ("" when a sandbox can be made, or it opted out)."""
+    from traitlets.config.loader import PyFileConfigLoader
 
-    The grading user (``nobody``) can then read neither the instructor's sources (hidden tests), the gradebook (which
-    stores them too), other students' work, nor the git history.
-    """
-    keep = set()
-    for path in [sys.prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]:
-        real = os.path.realpath(path)
-        if real.startswith(os.path.realpath(course) + os.sep):
-            keep.add(os.path.relpath(real, os.path.realpath(course)).split(os.sep)[0])
-    keep.add("exercises")
-    changed = []
-    for entry in sorted(os.listdir(course)):
-        if entry in keep:
+    from .kernel import GradingSandbox
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=course).load_config()
+    return GradingSandbox(config=config).refusal()
+
+
+def _manual_scores(db_url: str, assignment: str) -> dict:
+    """(student, notebook, cell) -> manual score of every grade of the assignment: grading never sets one."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        return {(sub.student.id, nb.name, g.name): g.manual_score
+                for sub in gb.assignment_submissions(assignment) for nb in sub.notebooks for g in nb.grades}
+
+
+def leftover_processes(uid_base: int) -> list[str]:
+    """As root: processes running as a sandbox uid once grading is over (none can outlive its PID namespace)."""
+    if os.geteuid() != 0:
+        return []
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid if pid.isdigit() else -1
+        except OSError:
             continue
-        path = os.path.join(course, entry)
-        mode = os.lstat(path).st_mode
-        if stat.S_ISLNK(mode) or not mode & 0o007:
-            continue
-        os.chmod(path, mode & ~0o007)
-        changed.append(entry + ("/" if stat.S_ISDIR(mode) else ""))
-    return changed
+        if uid_base <= uid < uid_base + 1_000_000:
+            found.append(f"process {pid} of sandbox uid {uid}")
+            sandbox.kill_tree(int(pid))
+    return found
 
 
 def submitted_students(course: str, assignment: str) -> list[str]:
@@ -185,11 +193,13 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     outcome = Outcome(students)
     if not students:
         raise ValueError(f"assignment: no submissions of {assignment!r} in {course}/submitted/<student>/")
-    box = sandbox.sandbox()
-    for folder in ("autograded", "feedback"):  # created now so that they are tightened too (hidden tests in them)
+    refused = refusal(course)
+    if refused:
+        raise RuntimeError(refused)
+    for folder in ("autograded", "feedback"):
         os.makedirs(os.path.join(course, folder), exist_ok=True)
-    if box.user is not None:
-        outcome.tightened = tighten(course)
+    db_url = "sqlite:///" + os.path.join(course, "gradebook.db")
+    before = _manual_scores(db_url, assignment) if os.path.exists(os.path.join(course, "gradebook.db")) else {}
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     log_path = os.path.join(course, "autograded", f"lnkit-autograde-{assignment}.log")
     start = time.perf_counter()
@@ -221,11 +231,22 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
             last = (result.get("error") or "no result").strip().splitlines()[-1:]
             outcome.flags.append(integrity.Flag(student, "", "grading", f"nbgrader autograde failed: {last[0][:300]}"
                                                 if last else "nbgrader autograde failed"))
+    after = _manual_scores(db_url, assignment)
+    for (student, nb, cell), score in sorted(after.items()):
+        if score is not None and before.get((student, nb, cell)) != score:
+            outcome.flags.append(integrity.Flag(student, nb, "gradebook", f"a manual score ({score}) appeared on "
+                                                f"{cell} during autograding, which sets none"))
     extra = [f"{m}" for m in outcome.mismatches]
-    extra.append(sandbox.isolation_warning(box) or f"student code ran as {box.user.pw_name}; others' access to "
-                 f"{', '.join(outcome.tightened) or 'nothing'} was removed")
+    extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(2_100_000_000)]
+    extra.append("student code ran in a bubblewrap sandbox per student: " + (
+        "as root, each with a uid of its own" if os.geteuid() == 0 else "in a user namespace of the grader's user")
+        + "; no network, no course folder, only the assignment's packages; CPU-time limits")
     outcome.report = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
     integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
+    from .intake import give_back
+
+    give_back(course, trees=[os.path.join(course, "autograded"), os.path.join(course, "feedback"),
+                                               outcome.grades, os.path.join(course, "gradebook.db")])
     return outcome
 
 

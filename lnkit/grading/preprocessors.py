@@ -25,12 +25,14 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor
-from traitlets import Float, Integer, Unicode
+from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor, OverwriteCells
+from traitlets import Float
 
 from . import sandbox
 from .integrity import METADATA_KEY
-from .kernel import IsolatedKernelManager
+from .intake import course_secret
+from .kernel import GradingSandbox, IsolatedKernelManager, submission_of
+from .remote import SandboxRefused
 
 
 def _record(nb: NotebookNode, **items) -> None:
@@ -48,6 +50,104 @@ class DeduplicateIdsFully(DeduplicateIds):
         return cell, resources
 
 
+class OverwriteCellsFromSource(OverwriteCells):
+    """nbgrader's OverwriteCells, made to hold whatever a student did to the notebook's nbgrader metadata.
+
+    Every cell whose ``grade_id`` the gradebook knows gets its nbgrader metadata back from the instructor's source
+    (grade, solution, task, locked, points), so a test cell marked as a solution, as not graded, or given other
+    points is graded as the instructor wrote it; a cell with an unknown ``grade_id`` becomes an ordinary cell; every
+    source cell missing from the submission is put back after the source cell before it that is present (nbgrader's
+    own ``add_missing_cells`` fails with a KeyError when two cells in a row are missing, and leaves the student
+    ungraded). What was changed is recorded for the integrity report. The restored hidden tests (a locked cell whose
+    checksum differs by design) are not reported to the instructor as a change.
+    """
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        self._changes: list[str] = []
+        with Gradebook(info["db_url"]) as gb:
+            try:
+                source = gb.find_notebook(info["notebook"], info["assignment"])
+            except MissingEntry:
+                return super().preprocess(nb, resources)
+            self._order = [c.name for c in source.source_cells]
+            self._source = {c.name: c for c in source.source_cells}
+            self._grade = {c.name: c.max_score for c in source.grade_cells}
+            self._solution = {c.name for c in source.solution_cells}
+            self._task = {c.name: c.max_score for c in source.task_cells}
+            self._source_text = {name: c.source for name, c in self._source.items()}
+        self.add_missing_cells = False  # done below, robustly
+        nb, resources = super().preprocess(nb, resources)
+        self._restore_missing(nb)
+        _record(nb, intake={"metadata_changes": self._changes})
+        return nb, resources
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader")
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if grade_id is None:
+            if meta is not None and not isinstance(meta, dict):
+                del cell.metadata["nbgrader"]
+            return cell, resources
+        if grade_id not in getattr(self, "_source", {}):
+            self._changes.append(f"cell {str(grade_id)[:60]!r} is not in the instructor's notebook: graded as an "
+                                 f"ordinary cell")
+            del cell.metadata["nbgrader"]
+            return cell, resources
+        wanted = {"grade": grade_id in self._grade, "solution": grade_id in self._solution,
+                  "task": grade_id in self._task, "locked": bool(self._source[grade_id].locked)}
+        for key, value in wanted.items():
+            if bool(meta.get(key, False)) != value:
+                self._changes.append(f"cell {grade_id!r}: {key} was {meta.get(key)!r}, restored to {value!r}")
+            meta[key] = value
+        points = self._grade.get(grade_id, self._task.get(grade_id))
+        if points is not None:
+            if meta.get("points") != points:
+                self._changes.append(f"cell {grade_id!r}: points were {meta.get('points')!r}, restored to {points}")
+            meta["points"] = points
+        else:
+            meta.pop("points", None)
+        return super().preprocess_cell(cell, resources, cell_index)
+
+    def report_change(self, name, attr, old, new):
+        if attr == "checksum" and self._source_text.get(name, "").find("BEGIN HIDDEN TESTS") >= 0:
+            return  # the submission carries the release's test cell, without the hidden tests: expected
+        self._changes.append(f"cell {name!r}: {attr} changed; the instructor's version is graded")
+        self.log.info("Restored the instructor's %s of cell %s (the submission's differed)", attr, name)
+
+    def _restore_missing(self, nb) -> None:
+        present = {c.metadata.nbgrader["grade_id"] for c in nb.cells if "nbgrader" in c.metadata
+                   and "grade_id" in c.metadata.nbgrader}
+        for k, name in enumerate(self._order):
+            if name in present:
+                continue
+            at = 0  # after the nearest earlier source cell that is in the notebook, else first
+            for earlier in reversed(self._order[:k]):
+                found = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == earlier]
+                if found:
+                    at = found[0] + 1
+                    break
+            nb.cells.insert(at, self._missing_cell(name))
+            present.add(name)
+            self._changes.append(f"cell {name!r} was missing: the instructor's version was put back")
+
+    def _missing_cell(self, name: str) -> NotebookNode:
+        src = self._source[name]
+        meta = {"grade": name in self._grade, "solution": name in self._solution, "task": name in self._task,
+                "locked": bool(src.locked), "grade_id": name, "checksum": src.checksum, "schema_version": 3}
+        if name in self._grade or name in self._task:
+            meta["points"] = self._grade.get(name, self._task.get(name))
+        note = self.missing_cell_notification.format(cell_id=name)
+        cell = NotebookNode(cell_type=src.cell_type, metadata=NotebookNode(nbgrader=NotebookNode(meta)),
+                            source=("# " + note.replace("\n", "\n# ") if src.cell_type == "code" else note)
+                            + src.source)
+        if src.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        if src.locked:
+            cell.source = src.source  # a locked cell must match its checksum: no notice inside it
+        return cell
+
+
 class SafeExecute(Execute):
     """nbgrader's Execute, in an isolated kernel, where a dead or stuck kernel ends the run and grading goes on."""
 
@@ -59,6 +159,9 @@ class SafeExecute(Execute):
         self.interrupt_on_timeout = False
 
     def preprocess(self, nb, resources=None, km=None):
+        refusal = GradingSandbox(parent=self).refusal()
+        if refusal:
+            raise SandboxRefused(refusal)  # nbgrader reports it and grades nobody: no student code ran
         try:
             return super().preprocess(nb, resources, km)
         except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as e:
@@ -103,11 +206,10 @@ def _student_code(nb: NotebookNode, tests: list[int]) -> list[str]:
 class CheckOutsideKernel(NbGraderPreprocessor):
     """Decide every autograded test cell outside the student's kernel and make that the cell's output."""
 
-    call_seconds = Float(10.0, help="time limit of one call of a student function, seconds").tag(config=True)
-    start_seconds = Float(30.0, help="time limit for running the notebook's code before the checks").tag(config=True)
-    memory_bytes = Integer(4 * 1024**3, help="address-space limit of the student's process, bytes").tag(config=True)
-    user = Unicode("nobody", help="the unprivileged user student code runs as when grading as root").tag(config=True)
-    notebook_seconds = Float(600.0, help="a backstop on the whole checker process per notebook").tag(config=True)
+    call_seconds = Float(10.0, help="CPU seconds one call of a student function may take").tag(config=True)
+    start_seconds = Float(30.0, help="CPU seconds the notebook's code may take before the checks").tag(config=True)
+    notebook_seconds = Float(900.0, help="a wall-clock backstop on the whole checker process per notebook"
+                             ).tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: dict):
         info = resources["nbgrader"]
@@ -120,16 +222,25 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                  and not utils.is_solution(c)]
         if not tests:
             return nb, resources
-        box = sandbox.sandbox(self.user)
+        settings = GradingSandbox(parent=self)
+        folder = resources.get("metadata", {}).get("path") or "."
+        student, assignment = submission_of(folder)
+        files, _ = sandbox.regular_files(folder)
         job = {
             "cells": _student_code(nb, tests),
             "tests": [{"grade_id": nb.cells[i].metadata.nbgrader["grade_id"],
                        "source": source.get(nb.cells[i].metadata.nbgrader["grade_id"], nb.cells[i].source)}
                       for i in tests],
             "limits": {"call_seconds": self.call_seconds, "start_seconds": self.start_seconds,
-                       "memory_bytes": self.memory_bytes, "user": self.user},
+                       "memory_bytes": settings.memory_bytes, "cpu_seconds": settings.cpu_seconds,
+                       "packages": list(settings.packages_for(assignment)), "key": f"{student}/{assignment}",
+                       "files": files, "uid_base": settings.uid_base,
+                       "allow_unsandboxed": settings.allow_unsandboxed},
+            "secret": course_secret(info["db_url"]).hex(),
         }
         result = self._run_checker(job)
+        if result.get("refused"):
+            raise SandboxRefused(result["error"])
         verdicts = {v["grade_id"]: v for v in result.get("verdicts", [])}
         cells = {}
         for i in tests:
@@ -143,8 +254,8 @@ class CheckOutsideKernel(NbGraderPreprocessor):
             cells[grade_id] = {"passed": verdict["passed"], "points": max_points,
                                "in_kernel": in_kernel if ran else None, "message": verdict.get("evalue", "")[:500]}
         _record(nb, cells=cells, events=result.get("events", []), load_errors=result.get("load_errors", []),
-                isolation=sandbox.isolation_warning(box) or f"student code ran as {box.user.pw_name}",
-                checker_error=result.get("error", ""), kernel=resources.get("lnkit_kernel", {}))
+                isolation=result.get("isolation", ""), checker_error=result.get("error", ""),
+                kernel=resources.get("lnkit_kernel", {}))
         return nb, resources
 
     def _run_checker(self, job: dict) -> dict:

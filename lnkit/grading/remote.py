@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -21,20 +22,35 @@ from . import sandbox, wire
 
 @dataclass
 class Limits:
-    """What one student process may use. ``call_seconds`` is per call of a student function."""
+    """What one student's server may use, and where it runs. Time limits are CPU seconds: a busy machine slows a call
+    down without changing its verdict; wall-clock time is only a backstop (``wall_factor`` times the CPU limit)."""
 
-    call_seconds: float = 10.0
-    start_seconds: float = 20.0  # running the notebook's code before the first call
+    call_seconds: float = 10.0  # CPU seconds per call of a student function
+    start_seconds: float = 30.0  # CPU seconds to run the notebook's code before the first call
     memory_bytes: int = 4 * 1024**3  # address space (RLIMIT_AS): torch alone maps about 1 GiB of it
-    cpu_seconds: int = 600  # the whole process (RLIMIT_CPU), a backstop behind the per-call limit
-    user: str = "nobody"  # run as this user when grading as root
+    cpu_seconds: int = 600  # per process (RLIMIT_CPU), a backstop behind the per-call limit
+    wall_factor: float = 10.0
+    packages: tuple = ("numpy",)  # what the student's code may import here (the assignment's declaration)
+    key: str = "student"  # who this is ("student/assignment"): picks the sandbox's uid as root
+    files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
+    uid_base: int = 2_100_000_000
+    allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox
 
     def __post_init__(self):
-        for name in ("call_seconds", "start_seconds"):
+        for name in ("call_seconds", "start_seconds", "wall_factor"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"Limits.{name} must be a positive number of seconds; got {getattr(self, name)!r}")
+                raise ValueError(f"Limits.{name} must be a positive number; got {getattr(self, name)!r}")
         if not isinstance(self.memory_bytes, int) or self.memory_bytes < 256 * 1024**2:
             raise ValueError(f"Limits.memory_bytes must be an int of at least 256 MiB; got {self.memory_bytes!r}")
+        self.packages = tuple(self.packages)
+        if "lnkit" in self.packages:
+            raise ValueError("Limits.packages: lnkit cannot be granted to graded code (its checks and references "
+                             "live there); grant the packages the exercise needs, such as numpy")
+        self.files = tuple(tuple(f) for f in self.files)
+
+
+class SandboxRefused(RuntimeError):
+    """No sandbox can be made here and the instructor did not opt out: student code is not run at all."""
 
 
 class RemoteProblem(Exception):
@@ -125,14 +141,28 @@ class NotDefined(RemoteProblem):
 
 
 def _special(v):
-    """Chapter 6's sublayer and norm: sent as their plain arrays and rebuilt on the server."""
+    """Chapter 6's sublayer and norm: sent as their plain state and rebuilt on the server by the support source."""
     from lnkit.checks.ch06_pre_post_ln import _Linear, _Norm
 
     if type(v) is _Linear:
-        return "Linear", {k: val for k, val in vars(v).items() if k != "__doc__"} | {"__doc__": v.__doc__}
+        return "Linear", v.state()
     if type(v) is _Norm:
-        return "Norm", {k: val for k, val in vars(v).items() if k != "__doc__"} | {"__doc__": v.__doc__}
+        return "Norm", v.state()
     return None
+
+
+def _support_source() -> str:
+    from lnkit.checks.ch06_pre_post_ln import SUPPORT_SOURCE
+
+    return SUPPORT_SOURCE
+
+
+def _stand_in_source(name: str) -> str:
+    from lnkit.checks.ch05_rmsnorm import STAND_IN_SOURCE
+
+    if name != "rms_norm":
+        raise ValueError(f"stand_in: no stand-in for {name!r}; expected 'rms_norm'")
+    return STAND_IN_SOURCE
 
 
 def _signal_name(code: int) -> str:
@@ -142,59 +172,80 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-class StudentServer:
-    """One student's code, running in a process of its own; restarted after a call that killed or stopped it."""
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# The server's two files, bound read-only into the sandbox beside each other; nothing else of lnkit goes in.
+_SERVER_FILES = ((os.path.join(_HERE, "server.py"), "/sandbox/grading/server.py"),
+                 (os.path.join(_HERE, "wire.py"), "/sandbox/grading/wire.py"))
+_BOOT = "sys.path.insert(0, '/sandbox/grading'); import server; server.main(sys.argv[1:])"
+# Top-level modules that give an empty, refusing stand-in inside (calling anything from them is "the reference").
+_REFUSED = ("lnkit", "torch")
 
-    def __init__(self, cells: list[str], limits: Limits | None = None):
+
+class StudentServer:
+    """One student's code, running in a sandbox of its own; restarted after a call that killed or stopped it.
+
+    Calls that need a stand-in (chapter 5's correct rms_norm in place of the student's) go to a second server that
+    runs nothing else, so the stand-in never exists where the student's own functions are graded.
+    """
+
+    def __init__(self, cells: list[str], limits: Limits | None = None, stand_ins: tuple = ()):
         if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
             raise TypeError("cells must be a list of source strings (the notebook's code cells)")
         self.cells = cells
         self.limits = limits or Limits()
+        self.stand_ins = tuple(stand_ins)
         self.proc: subprocess.Popen | None = None
         self.start_problem: RemoteProblem | None = None
         self.callables: list[str] = []
         self.load_errors: list[dict] = []
         self.events: list[dict] = []  # what happened, for the integrity report
-        self.box = sandbox.sandbox(self.limits.user)
-        self.as_user = self.box.user
-        self._dir: str | None = None
+        self.support_sent = False
+        self._stand_in_server: StudentServer | None = None
+        reason = sandbox.unavailable()
+        if reason and not self.limits.allow_unsandboxed:
+            raise SandboxRefused(f"student code was not run: no sandbox can be made here ({reason}). To grade "
+                                 f"anyway in a setting where every student is trusted, set "
+                                 f"c.CheckOutsideKernel.allow_unsandboxed = True.")
+        self.box = None if reason else sandbox.Sandbox(
+            key=self.limits.key, packages=self.limits.packages,
+            limits=sandbox.Limits(memory_bytes=self.limits.memory_bytes, cpu_seconds=int(self.limits.cpu_seconds)),
+            files=self.limits.files, read_only=_SERVER_FILES, uid_base=self.limits.uid_base)
+        self.isolation = self.box.identity() if self.box else f"NO SANDBOX ({reason})"
 
     # --- process ---------------------------------------------------------------------------------------------------
 
     def _spawn(self) -> None:
-        self._dir = self.box.private_dir("lnkit-student-")
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        limits = self.limits
-
-        def restrict():
-            sandbox.set_limits(limits.memory_bytes, limits.cpu_seconds)
-
-        env = {"PATH": "/usr/bin:/bin", "HOME": self._dir, "TMPDIR": self._dir, "LANG": "C.UTF-8",
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
-        self.proc = subprocess.Popen(
-            self.box.python_module("lnkit.grading.server", str(to_child_r), str(from_child_w)),
-            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=self._dir, env=env, start_new_session=True, preexec_fn=restrict,
-            **self.box.popen_kwargs())
+        fds = [str(to_child_r), str(from_child_w)]
+        if self.box is not None:
+            argv, cwd, env = self.box.python_argv(_BOOT, *fds), "/", {}
+        else:  # the instructor's explicit opt-out: no isolation at all
+            cwd = sandbox.private_dir("lnkit-student-")
+            argv = [os.path.realpath(sys.executable), "-I", "-c",
+                    f"import sys; sys.path.insert(0, {_HERE!r}); import server; server.main(sys.argv[1:])", *fds]
+            env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "LANG": "C.UTF-8"}
+        self.proc = subprocess.Popen(argv, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env,
+                                     start_new_session=True)
+        self._cwd = None if self.box is not None else cwd
         os.close(to_child_r)
         os.close(from_child_w)
         self._w, self._r = to_child_w, from_child_r
+        self.support_sent = False
 
     def _kill(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            sandbox.kill_tree(self.proc.pid)
             self.proc.wait()
             for fd in (self._w, self._r):
                 os.close(fd)
             self.proc = None
-        sandbox.remove_tree(self._dir)
-        self._dir = None
+            sandbox.remove_tree(self._cwd)
 
     def close(self) -> None:
+        if self._stand_in_server is not None:
+            self._stand_in_server.close()
         if self.proc is not None and self.proc.poll() is None:
             try:
                 wire.write_frame(self._w, {"op": "bye"})
@@ -202,21 +253,30 @@ class StudentServer:
                 pass
         self._kill()
 
+    def _wait_reply(self, cpu_limit: float, starting: bool) -> None:
+        """Wait until a reply starts to arrive, while the server's CPU time stays under cpu_limit (and the wall-clock
+        backstop is not reached). A server that uses up its CPU time is killed: CallTimeout."""
+        pid = self.proc.pid
+        cpu0 = sandbox.cpu_seconds(pid)
+        wall_end = time.monotonic() + cpu_limit * self.limits.wall_factor + 5
+        while True:
+            ready, _, _ = select.select([self._r], [], [], 0.05)
+            if ready:
+                return
+            if sandbox.cpu_seconds(pid) - cpu0 > cpu_limit or time.monotonic() > wall_end:
+                self._kill()
+                raise CallTimeout(cpu_limit, starting)
+
     def _exchange(self, header: dict, blobs: list, seconds: float, starting: bool) -> tuple[dict, list]:
         try:
             wire.write_frame(self._w, header, blobs)
         except OSError:
             pass  # it died; reading says how
-        deadline = time.monotonic() + seconds
-        ready, _, _ = select.select([self._r], [], [], seconds)
-        if not ready:
-            self._kill()
-            raise CallTimeout(seconds, starting)
+        self._wait_reply(seconds, starting)
         try:
-            # the header arrived in time; the rest of a large frame gets what is left of the time limit
-            return self._read(deadline, seconds, starting)
+            return wire.read_frame(self._r)
         except wire.WireError as e:
-            code = self.proc.wait(timeout=5) if self.proc is not None else None
+            code = self._exit_code()
             self._kill()
             if code is not None and code < 0:
                 if -code == signal.SIGKILL:
@@ -228,13 +288,16 @@ class StudentServer:
                 raise ProcessDied(f"it exited with status {code}: os._exit() or an equivalent", starting) from None
             raise ProcessDied(f"it sent a malformed reply: {e}", starting) from None
 
-    def _read(self, deadline: float, seconds: float, starting: bool) -> tuple[dict, list]:
-        remaining = max(deadline - time.monotonic(), 0.01)
-        ready, _, _ = select.select([self._r], [], [], remaining)
-        if not ready:
-            self._kill()
-            raise CallTimeout(seconds, starting)
-        return wire.read_frame(self._r)
+    def _exit_code(self) -> int | None:
+        """How the student's process ended. Inside the sandbox it is bwrap's child: bwrap exits with its status,
+        or with 128 + the signal that killed it."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+        if self.box is not None and code > 128:
+            return -(code - 128)
+        return code
 
     def ensure_started(self) -> None:
         if self.start_problem is not None:
@@ -242,8 +305,11 @@ class StudentServer:
         if self.proc is not None and self.proc.poll() is None:
             return
         self._spawn()
+        request = {"op": "load", "cells": self.cells,
+                   "refuse": [m for m in _REFUSED if m not in self.limits.packages],
+                   "support": [_stand_in_source(n) for n in self.stand_ins], "stand_ins": list(self.stand_ins)}
         try:
-            reply, _ = self._exchange({"op": "load", "cells": self.cells}, [], self.limits.start_seconds, True)
+            reply, _ = self._exchange(request, [], self.limits.start_seconds, True)
         except RemoteProblem as problem:
             self.start_problem = problem  # the same code would fail the same way: do not retry it for every check
             self._note({"event": problem.kind, "when": "start", "detail": str(problem)})
@@ -257,16 +323,34 @@ class StudentServer:
         if all((e.get("event"), e.get("function")) != key for e in self.events):
             self.events.append(event)
 
+    def _with_stand_ins(self, stand_in: tuple) -> StudentServer:
+        if self._stand_in_server is None:
+            self._stand_in_server = StudentServer(self.cells, self.limits, stand_ins=tuple(stand_in))
+            self._stand_in_server.events = self.events  # one record of what happened
+        return self._stand_in_server
+
     # --- calls -----------------------------------------------------------------------------------------------------
 
-    def call(self, name: str, args: tuple, kwargs: dict, lnkit_files=(), spy: str = "", stand_in=()):
+    def call(self, name: str, args: tuple, kwargs: dict, spy: str = "", stand_in=()):
         """Call the student's function: ``(result, args_after, info)``, or raise a RemoteProblem."""
+        if stand_in and not self.stand_ins:
+            return self._with_stand_ins(tuple(stand_in)).call(name, args, kwargs, spy, stand_in)
         self.ensure_started()
         blobs: list = []
-        header = {"op": "call", "name": name, "lnkit_files": list(lnkit_files), "spy": spy,
-                  "stand_in": list(stand_in),
-                  "args": wire.encode_value(tuple(args), blobs, special=_special),
-                  "kwargs": wire.encode_value(dict(kwargs), blobs, special=_special)}
+        specials: list = []
+
+        def special(v):
+            found = _special(v)
+            if found is not None:
+                specials.append(found[0])
+            return found
+
+        header = {"op": "call", "name": name, "spy": spy, "stand_in": list(stand_in),
+                  "args": wire.encode_value(tuple(args), blobs, special=special),
+                  "kwargs": wire.encode_value(dict(kwargs), blobs, special=special)}
+        if specials and not self.support_sent:
+            header["support"] = [_support_source()]
+            self.support_sent = True
         try:
             reply, rblobs = self._exchange(header, blobs, self.limits.call_seconds, False)
         except RemoteProblem as problem:
@@ -323,8 +407,8 @@ class RemoteFunction:
     def __name__(self) -> str:  # checks print the function's name
         return self.name
 
-    def remote_call(self, args, kwargs, lnkit_files=(), spy="", stand_in=()):
-        return self.server.call(self.name, args, kwargs, lnkit_files, spy, stand_in)
+    def remote_call(self, args, kwargs, spy="", stand_in=()):
+        return self.server.call(self.name, args, kwargs, spy, stand_in)
 
     def __call__(self, *args, **kwargs):
         result, _, _ = self.remote_call(args, kwargs)

@@ -1,46 +1,46 @@
-"""The student server: runs a student's code in a process of its own and serves calls to its functions.
+"""The student server: runs one student's code inside their sandbox and serves calls to its functions.
 
-Started by :class:`lnkit.grading.remote.StudentServer` as ``python -I -m lnkit.grading.server IN_FD OUT_FD`` in a
-private empty folder, with its stdout and stderr on /dev/null and limits on memory and CPU (and, as root, as an
-unprivileged user). It never sees a test: it receives the student's code, executes it cell by cell as a notebook
-would, and answers ``call`` requests (function name and plain arguments in; plain result and the arguments as they
-are after the call out).
+:class:`lnkit.grading.remote.StudentServer` starts it inside a bubblewrap sandbox (:mod:`.sandbox`) that holds the
+standard library, the packages the assignment allows (NumPy for most) and this file with :mod:`.wire` beside it,
+nothing more: lnkit is not there, and neither are its checks, their reference answers or the hidden tests. It imports
+nothing of lnkit; it talks to the checker over two pipes (file descriptors given on the command line).
 
-Before every call, lnkit's reference functions and torch's normalization functions are made to refuse to run (their
-code is swapped for a stub that raises), and the check's profiler (``lnkit.checks._Spy``) watches the call as it
-does in the notebook. Every exception, ``SystemExit`` and ``KeyboardInterrupt`` included, becomes a reply; a
-process that dies (``os._exit``, the memory limit, a crash) leaves the checker an end of file, which it reports.
+It executes the notebook's code cells in order, as a notebook would (a failing cell does not stop the next), then
+answers ``call`` requests: function name and plain arguments in; the plain result and the arguments as they are
+after the call out. ``import lnkit`` (and ``import torch`` where the assignment does not allow torch) gives a stand-in
+module with no code in it: calling anything from it raises :class:`ReferenceRefused`, which the check reports as "you
+called lnkit.layer_norm instead of writing it". Every exception, ``SystemExit`` and ``KeyboardInterrupt`` included,
+becomes a reply; a process that dies leaves the checker an end of file, which it reports.
+
+What the checker sends besides the student's code is plain source it chooses per call: the classes that rebuild
+chapter 6's sublayer and norm, and, in a separate server used for nothing else, chapter 5's stand-in ``rms_norm``.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 import types
 
 import numpy as np
 
-from lnkit.checks import _engine
-from lnkit.checks.ch05_rmsnorm import _stand_in
-from lnkit.checks.ch06_pre_post_ln import _Linear, _Norm
-from lnkit.checks.ch07_backward import _autograd_spy
-from lnkit.checks.ch08_speed import _two_pass_spy
+try:  # inside the sandbox this file runs next to wire.py, outside any package
+    from . import wire
+except ImportError:
+    import wire  # type: ignore[no-redef]
 
-_SPIES = {"autograd": _autograd_spy, "two_pass": _two_pass_spy}
-
-from . import wire
-
-_LNKIT_MODULES = {"norms.py": "lnkit.norms", "_torch.py": "lnkit._torch", "gpt2.py": "lnkit.gpt2"}
 _REFUSAL = "__lnkit_refused__"
 
 
 class ReferenceRefused(BaseException):
-    """Raised by a poisoned reference function. A BaseException so that `except Exception` in student code misses it."""
+    """Raised by anything called from a refused module. A BaseException: `except Exception` in student code misses it."""
 
 
 class _Refusals:
-    """Remembers the first reference the student's code tried to call (even if it caught the exception)."""
+    """Remembers the first refused name the student's code called (even if it caught the exception)."""
 
     def __init__(self):
         self.called: str | None = None
@@ -54,74 +54,95 @@ class _Refusals:
 REFUSALS = _Refusals()
 
 
-def _poison_function(func, qualname: str) -> None:
-    """Swap func's code for a stub that refuses: every alias of func (`from lnkit import layer_norm as ln`) refuses."""
-    if not isinstance(func, types.FunctionType) or func.__code__.co_freevars:
-        return
-    if getattr(func, "__lnkit_poisoned__", False):
-        return
-    namespace: dict = {}
-    exec(f"def stub(*args, **kwargs):\n    {_REFUSAL}({qualname!r})\n", namespace)  # noqa: S102 - our own text
-    func.__globals__[_REFUSAL] = REFUSALS
-    func.__code__ = namespace["stub"].__code__
-    func.__lnkit_poisoned__ = True
+class _RefusedName:
+    """Any name reached in a refused module: calling it is calling the reference; its attributes are more of it."""
+
+    def __init__(self, qualname: str):
+        self.__qualname = qualname
+        self.__name__ = qualname.rsplit(".", 1)[-1]
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _RefusedName(f"{self.__qualname}.{name}")
+
+    def __call__(self, *args, **kwargs):
+        REFUSALS(self.__qualname)
 
 
-def poison_references(lnkit_files) -> None:
-    """Make lnkit's reference functions of the spec's files, and torch's norms (if imported), refuse to run."""
-    for fname in lnkit_files:
-        module = sys.modules.get(_LNKIT_MODULES.get(fname, ""))
-        if module is None:
-            continue
-        prefix = "lnkit." if fname in ("norms.py", "_torch.py") else f"lnkit.{fname[:-3]}."
-        for name, value in list(vars(module).items()):
-            if not name.startswith("_") and isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
-                _poison_function(value, prefix + name)
-    torch = sys.modules.get("torch")
-    functional = sys.modules.get("torch.nn.functional")
-    if functional is not None:
-        for name in _engine._TORCH_PY:
-            if isinstance(getattr(functional, name, None), types.FunctionType):
-                _poison_function(getattr(functional, name), f"torch.nn.functional.{name}")
-    if torch is not None:
-        for name in _engine._TORCH_C:
-            if callable(getattr(torch, name, None)) and not getattr(getattr(torch, name), "__lnkit_poisoned__", 0):
-                stub = _c_stub(f"torch.{name}")
-                setattr(torch, name, stub)
+class _Refused(types.ModuleType):
+    """A module with no code: its attributes are refused names (see :class:`_RefusedName`)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _RefusedName(f"{self.__name__}.{name}")
 
 
-def _c_stub(qualname: str):
-    def stub(*args, **kwargs):
-        REFUSALS(qualname)
+class _RefuseFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports of the refused top-level names (and their submodules) give a :class:`_Refused` module."""
 
-    stub.__lnkit_poisoned__ = True
-    return stub
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in self.names:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = _Refused(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
 
 
-def _rebuilders() -> dict:
-    """The callables chapter 6's checks pass (a sublayer, a norm), rebuilt here from their plain arrays."""
+def _two_pass_spy(frame, event, arg):
+    """Chapter 8: running_stats must make one pass; np.var and np.std make two."""
+    if event == "call":
+        code = frame.f_code
+        if code.co_name in ("_var", "_std") and code.co_filename.replace("\\", "/").endswith("numpy/_core/_methods.py"):
+            return f"np.{code.co_name[1:]} (or the array's .{code.co_name[1:]}() method), which makes two passes,"
+    return None
 
-    def linear(state):
-        obj = _Linear.__new__(_Linear)
-        obj.__dict__.update(state)
-        return obj
 
-    def norm(state):
-        obj = _Norm.__new__(_Norm)
-        obj.__dict__.update(state)
-        return obj
+_SPIES = {"two_pass": _two_pass_spy}
 
-    return {"Linear": linear, "Norm": norm}
+
+class _Spy:
+    def __init__(self, check):
+        self.check, self.called = check, None
+
+    def _profile(self, frame, event, arg):
+        if self.called is None:
+            self.called = self.check(frame, event, arg)
+
+    def __enter__(self):
+        if self.check is not None:
+            sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(None)
+        return False
 
 
 class Server:
     def __init__(self, rfd: int, wfd: int):
         self.rfd, self.wfd = rfd, wfd
         self.namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
+        self.support: dict = {"np": np}  # the checker's own helper source, apart from the student's names
+        self.stand_ins: dict = {}
 
-    def load(self, cells: list[str]) -> dict:
+    def load(self, request: dict) -> dict:
+        sys.meta_path.insert(0, _RefuseFinder(request.get("refuse", ())))
+        for source in request.get("support", ()):
+            exec(compile(source, "<grading support>", "exec"), self.support)  # noqa: S102 - the checker's text
+        self.stand_ins = {name: self.support[name] for name in request.get("stand_ins", ())}
         errors = []
-        for i, source in enumerate(cells):
+        for i, source in enumerate(request["cells"]):
             try:
                 exec(compile(source, f"<cell {i}>", "exec"), self.namespace)  # noqa: S102 - the student's code, here
             except BaseException as e:  # noqa: BLE001 - a notebook goes on after a failing cell
@@ -130,24 +151,33 @@ class Server:
                            and not isinstance(v, type) and not isinstance(v, types.ModuleType))
         return {"status": "ok", "callables": callables, "errors": errors}
 
+    def _rebuilders(self) -> dict:
+        """Chapter 6's sublayer and norm, rebuilt from their plain state by the support classes, when sent."""
+        out = {}
+        for kind in ("Linear", "Norm"):
+            cls = self.support.get(kind)
+            if isinstance(cls, type):
+                out[kind] = (lambda c: lambda state: c.from_state(state))(cls)
+        return out
+
     def call(self, request: dict, blobs: list) -> tuple[dict, list]:
         name = request["name"]
         func = self.namespace.get(name)
         if not callable(func):
             return {"status": "missing", "message": f"{name} is not defined by the notebook's code"}, []
-        rebuild = _rebuilders()
+        for source in request.get("support", ()):
+            exec(compile(source, "<grading support>", "exec"), self.support)  # noqa: S102 - the checker's text
+        rebuild = self._rebuilders()
         args = wire.decode_value(request["args"], blobs, rebuild)
         kwargs = wire.decode_value(request["kwargs"], blobs, rebuild)
-        poison_references(request.get("lnkit_files", ()))
-        spy = _engine._Spy(request.get("lnkit_files", ()), _SPIES.get(request.get("spy") or ""))
         used: dict = {}
         swapped = {}
         for stand in request.get("stand_in", ()):
-            if callable(self.namespace.get(stand)):
+            if stand in self.stand_ins and callable(self.namespace.get(stand)):
                 swapped[stand] = self.namespace[stand]
-                self.namespace[stand] = _stand_in(stand, used)
+                self.namespace[stand] = _recording(self.stand_ins[stand], stand, used)
         REFUSALS.called = None
-        reply: dict
+        spy = _Spy(_SPIES.get(request.get("spy") or ""))
         try:
             with spy:
                 out = func(*args, **kwargs)
@@ -178,7 +208,7 @@ class Server:
                 return  # the checker is gone
             op = request.get("op")
             if op == "load":
-                reply, out = self.load(request["cells"]), []
+                reply, out = self.load(request), []
             elif op == "call":
                 reply, out = self.call(request, blobs)
             elif op == "bye":
@@ -186,6 +216,15 @@ class Server:
             else:
                 reply, out = {"status": "error", "message": f"unknown op {op!r}"}, []
             wire.write_frame(self.wfd, reply, out)
+
+
+def _recording(func, name: str, used: dict):
+    def stand_in(*args, **kwargs):
+        used[name] = True
+        return func(*args, **kwargs)
+
+    stand_in.__name__ = name
+    return stand_in
 
 
 def _message(e: BaseException) -> str:
@@ -197,7 +236,7 @@ def _message(e: BaseException) -> str:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        raise SystemExit("usage: python -I -m lnkit.grading.server IN_FD OUT_FD")
+        raise SystemExit("usage: server.py IN_FD OUT_FD")
     rfd, wfd = int(argv[0]), int(argv[1])
     sys.setrecursionlimit(10_000)  # deep enough for honest recursion; deeper is a RecursionError, not a crash
     Server(rfd, wfd).serve()

@@ -1,0 +1,400 @@
+"""Similarity between submissions: which students' code overlaps, and whose overlaps with lnkit's or the book's.
+
+``python -m lnkit.grading.similarity ASSIGNMENT [--threshold T]``, from the course directory; the parallel autograde
+command (:mod:`.parallel`) runs it too, and its flags join the integrity report.
+
+A student's code is what they wrote in the assignment's notebooks, read as JSON and never run: the solution cells
+(found by the ``grade_id`` of the release's solution cells, so that stripped metadata hides nothing) and any code
+cell they added; cells left as released are not theirs. The fingerprinting is copydetect's (MOSS's winnowing over
+a token stream in which every name becomes ``V``, every function name ``F`` and every string ``S``), so renamed
+variables and reordered functions still match. The release's own code (the function signatures and docstrings,
+imports, test cells) is boilerplate: a match made only of it does not count.
+
+Each pair of students gets two scores: the share of each one's code that is found in the other's. A pair is flagged
+when the larger share reaches the threshold (``--threshold``, default :data:`DEFAULT_THRESHOLD`; or the environment
+variable ``LNKIT_SIMILARITY_THRESHOLD`` for the autograde command) and at least :data:`MIN_TOKENS` filtered
+characters match, so that a submission of two lines is not flagged for two common lines. Each student is also
+compared with the references: lnkit's source files, the book's code cells and the instructor's solution; a student
+whose code is found there at the threshold is flagged too. The HTML page shows every flagged pair side by side with
+the matching code highlighted, and the scores of every pair, so that the instructor sees where the honest pairs lie.
+
+The exercises are short and the book teaches one way to write them, so honest answers share idioms (one line such
+as ``mean = x.mean(axis=-1, keepdims=True)``); a copy shares whole functions. The threshold is the instructor's to
+set, looking at the distribution the page shows; ``tests/test_similarity.py`` measures planted copies and honest,
+independently written answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import glob
+import html
+import io
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+#: a pair (or a student and a reference) is flagged when this share of one side's code is found in the other
+DEFAULT_THRESHOLD = 0.6
+#: copydetect's noise threshold k: the shortest run of filtered characters that counts as a match. The guarantee
+#: threshold is the same, so every k-gram is kept (a winnowing window of 1): the scores do not depend on Python's
+#: per-process string hashing.
+NOISE = 25
+#: fewer matching filtered characters than this never flag, whatever the share
+MIN_TOKENS = 60
+ENV_THRESHOLD = "LNKIT_SIMILARITY_THRESHOLD"
+
+
+@dataclass
+class Match:
+    a: str  # a student
+    b: str  # another student, or a reference ("lnkit/norms.py", "book/ch01_layernorm_from_scratch.md", ...)
+    kind: str  # "pair" or "reference"
+    share_a: float  # the share of a's code found in b
+    share_b: float
+    tokens: int  # matching characters of the filtered code (copydetect's token overlap)
+    flagged: bool = False
+    html_a: str = field(default="", repr=False)
+    html_b: str = field(default="", repr=False)
+
+    @property
+    def score(self) -> float:
+        return max(self.share_a, self.share_b) if self.kind == "pair" else self.share_a
+
+
+def _cells(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        nb = json.load(fh)
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        raise ValueError(f"{path}: not an nbformat 4 notebook")
+    cells = []
+    for cell in nb["cells"]:
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        nbg = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
+        cells.append({"type": cell.get("cell_type"), "source": source, "grade_id": nbg.get("grade_id"),
+                      "solution": bool(nbg.get("solution")), "grade": bool(nbg.get("grade"))})
+    return cells
+
+
+def _normal(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip().splitlines())
+
+
+def release_code(release_path: str) -> tuple[str, set[str], set[str]]:
+    """The release notebook's code (boilerplate), its solution cells' grade_ids, and its other cells' grade_ids."""
+    cells = _cells(release_path)
+    solutions = {c["grade_id"] for c in cells if c["solution"] and c["grade_id"]}
+    others = {c["grade_id"] for c in cells if not c["solution"] and c["grade_id"]}
+    return "\n\n".join(c["source"] for c in cells if c["type"] == "code"), solutions, others
+
+
+def student_code(path: str, release_path: str) -> str:
+    """What the student wrote in one submitted notebook: its solution cells and added code cells, never run."""
+    _, _, others = release_code(release_path)
+    released = {_normal(c["source"]) for c in _cells(release_path) if c["type"] == "code"}
+    # a solution cell (whatever its metadata says) or an added cell, unless left exactly as released; never a cell
+    # that the release has under another grade_id (tests, read-only cells: the integrity report checks those)
+    return "\n\n".join(c["source"] for c in _cells(path)
+                        if c["type"] == "code" and c["grade_id"] not in others
+                        and _normal(c["source"]) not in released)
+
+
+def _code_cells_md(path: str) -> str:
+    """The code cells of a MyST Markdown notebook (the book's chapters), without their option lines."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    blocks = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    return "\n\n".join(re.sub(r"\A(?::[\w-]+:[^\n]*\n)+", "", b) for b in blocks)
+
+
+def references(course: str) -> dict[str, str]:
+    """lnkit's source (less lnkit.grading) and the book's code cells.
+
+    Not the instructor's solution: it is the natural way to write a five-line answer, and honest answers share most
+    of their lines with it (an honest answer in the tests had 64% of its code there).
+    """
+    refs: dict[str, str] = {}
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in sorted(glob.glob(os.path.join(package, "**", "*.py"), recursive=True)):
+        rel = os.path.relpath(path, os.path.dirname(package))
+        if os.sep + "grading" + os.sep not in path:
+            with open(path, encoding="utf-8") as fh:
+                refs[rel.replace(os.sep, "/")] = fh.read()
+    for path in sorted(glob.glob(os.path.join(course, "book", "*.md"))):
+        code = _code_cells_md(path)
+        if code.strip():
+            refs[f"book/{os.path.basename(path)}"] = code
+    return refs
+
+
+def _own_names(code: str) -> set[str] | None:
+    """The names the code binds itself (parameters, assigned and loop variables, its functions); None if unparsable."""
+    for text in (code, re.sub(r"(?m)^\s*[%!].*$", "", code)):  # a second try without IPython magics and shell lines
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                names.add(node.id)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                names.add(node.name)
+        return names
+    return None
+
+
+def filter_code(code: str) -> tuple[str, "np.ndarray"]:
+    """copydetect's token filter, but only the code's own names become ``V``: NumPy's and the attributes stay.
+
+    copydetect's ``filter_code`` turns every name into ``V``, so that ``x.mean(axis=-1, keepdims=True)`` and
+    ``x.var(axis=-1, keepdims=True)`` are the same string, and a five-line answer matches any large code base (lnkit,
+    the book) on idioms alone. Renaming one's variables is the disguise to see through; which NumPy functions one
+    calls is not. Whitespace and comments go, strings become ``S``, and the offsets back into the source are
+    recorded as copydetect's filter records them, so that its highlighting works unchanged. Code that Python cannot
+    parse goes through copydetect's own filter.
+    """
+    import numpy as np
+    from copydetect.utils import filter_code as copydetect_filter
+    from pygments import lexers, token
+
+    own = _own_names(code)
+    if own is None:
+        return copydetect_filter(code, "code.py", "python")
+    tokens = list(lexers.get_lexer_by_name("python").get_tokens(code))
+    significant = [i for i, (kind, _) in enumerate(tokens) if not (kind in token.Text or kind in token.Comment)]
+    following = {i: tokens[j][1] for i, j in zip(significant, significant[1:])}
+    out, offset, offsets, previous, depth = "", 0, [[0, 0]], "", 0
+    for i, (kind, value) in enumerate(tokens):
+        if kind in token.Text or kind in token.Comment:
+            offsets.append([len(out) - 1, offset])
+            offset += len(value)
+            continue
+        depth += value in ("(", "[", "{")
+        depth -= value in (")", "]", "}")
+        # an attribute (after a dot) or a keyword argument's name (before "=" inside a call) is the API's, not theirs
+        if kind in token.Name and value in own and previous != "." and not (depth > 0 and following.get(i) == "="):
+            short = "V"
+        elif kind in token.Literal.String and value not in ("'", '"'):
+            short = "S"
+        else:
+            short = value
+        out += short
+        if short != value:
+            offsets.append([len(out) - 1, offset])
+            offset += len(value) - len(short)
+        previous = value
+    return out, np.array(offsets)
+
+
+def _fingerprint(name: str, code: str, boilerplate, noise: int):
+    from copydetect import CodeFingerprint
+
+    filtered, offsets = filter_code(code)
+    fp = CodeFingerprint(f"{name}.py", noise, 1, boilerplate, filter=False, fp=io.StringIO(filtered))
+    fp.raw_code, fp.offsets = code, offsets  # compare_files maps matches back to the source through these
+    return fp
+
+
+def compare(students: dict[str, str], refs: dict[str, str], boilerplate: str = "", threshold: float = DEFAULT_THRESHOLD,
+            noise: int = NOISE, min_tokens: int = MIN_TOKENS) -> list[Match]:
+    """Every pair of students, and every student against every reference, scored; the flagged ones marked."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be a share of the code, in (0, 1]; got {threshold!r}")
+    if not isinstance(noise, int) or noise < 5:
+        raise ValueError(f"noise must be an int of at least 5 filtered characters; got {noise!r}")
+    import numpy as np
+    from copydetect import compare_files
+    from copydetect.utils import highlight_overlap
+
+    bp_hashes = np.array(sorted(_fingerprint("boilerplate", boilerplate, None, noise).hashes))
+    prints = {s: _fingerprint(s, code, bp_hashes, noise) for s, code in students.items() if code.strip()}
+    ref_prints = {r: _fingerprint(r, code, bp_hashes, noise) for r, code in refs.items()}
+    names = sorted(prints)
+    matches = []
+
+    def one(a, fa, b, fb, kind):
+        if not fa.hashes or not fb.hashes:
+            return
+        tokens, (sa, sb), slices = compare_files(fa, fb)
+        if tokens == 0:
+            matches.append(Match(a, b, kind, 0.0, 0.0, 0))
+            return
+        m = Match(a, b, kind, float(sa), float(sb), int(tokens))
+        m.flagged = m.score >= threshold and m.tokens >= min_tokens
+        if m.flagged:
+            m.html_a = highlight_overlap(fa.raw_code, slices[0], "<mark>", "</mark>", escape_html=True)[0]
+            m.html_b = highlight_overlap(fb.raw_code, slices[1], "<mark>", "</mark>", escape_html=True,
+                                         truncate=-1 if kind == "pair" else 6)[0]
+        matches.append(m)
+
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            one(a, prints[a], b, prints[b], "pair")
+        for r, fr in ref_prints.items():
+            one(a, prints[a], r, fr, "reference")
+    matches.sort(key=lambda m: (-m.flagged, -m.score, m.a, m.b))
+    return matches
+
+
+def collect(course: str, assignment: str, students: list[str] | None = None,
+            notebooks: list[str] | None = None) -> tuple[dict[str, str], str]:
+    """Each student's code for the assignment (all its notebooks, in order), and the release's code."""
+    release_dir = os.path.join(course, "exercises", assignment)
+    if notebooks is None:
+        notebooks = sorted(os.path.basename(p)[:-6] for p in glob.glob(os.path.join(release_dir, "*.ipynb")))
+    if not notebooks:
+        raise ValueError(f"assignment: no released notebooks in {release_dir}")
+    if students is None:
+        root = os.path.join(course, "submitted")
+        students = sorted(s for s in os.listdir(root) if os.path.isdir(os.path.join(root, s, assignment))) \
+            if os.path.isdir(root) else []
+    boilerplate = []
+    codes: dict[str, str] = {}
+    for name in notebooks:
+        release = os.path.join(release_dir, f"{name}.ipynb")
+        if not os.path.exists(release):
+            continue
+        boilerplate.append(release_code(release)[0])
+        for student in students:
+            path = os.path.join(course, "submitted", student, assignment, f"{name}.ipynb")
+            try:
+                code = student_code(path, release) if os.path.isfile(path) else ""
+            except (ValueError, OSError, UnicodeDecodeError):  # unreadable: the integrity report says so already
+                code = ""
+            codes[student] = (codes.get(student, "") + "\n\n" + code).strip("\n")
+    return codes, "\n\n".join(boilerplate)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em; }
+th { background: #f3f3f3; } tr.flagged td { background: #fff0f0; } td.num { text-align: right; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; margin-bottom: 2.5em; }
+pre { background: #fafafa; border: 1px solid #ddd; padding: .6em; overflow-x: auto; font-size: 13px; margin: 0; }
+mark { background: #ffd54f; } h3 { margin: .2em 0; font-size: 1em; }
+"""
+
+
+def write_html(matches: list[Match], path: str, assignment: str, threshold: float, students: int,
+               noise: int = NOISE) -> str:
+    """One self-contained page: the flagged pairs side by side, then every score."""
+    e = html.escape
+    flagged = [m for m in matches if m.flagged]
+    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Similarity: {e(assignment)}</title>",
+           f"<style>{_CSS}</style></head><body>", f"<h1>Similarity report: {e(assignment)}</h1>",
+           f"<p>{students} submissions; {sum(m.kind == 'pair' for m in matches)} pairs compared. Flagged when the "
+           f"larger share of code found in the other reaches <b>{threshold:.0%}</b> with at least {MIN_TOKENS} "
+           f"matching characters (copydetect, names and strings abstracted, k={noise}). "
+           f"<b>{len(flagged)}</b> flagged.</p>"]
+    for m in flagged:
+        what = "and" if m.kind == "pair" else "matches"
+        out += [f"<section id='{e(m.a)}--{e(m.b)}'><h2>{e(m.a)} {what} {e(m.b)}: {m.score:.0%}</h2>",
+                f"<p>{m.share_a:.0%} of {e(m.a)}'s code is found in {e(m.b)}"
+                + (f"; {m.share_b:.0%} of {e(m.b)}'s in {e(m.a)}'s" if m.kind == "pair" else "")
+                + f" ({m.tokens} matching characters).</p><div class='pair'>",
+                f"<div><h3>{e(m.a)}</h3><pre>{m.html_a}</pre></div>",
+                f"<div><h3>{e(m.b)}</h3><pre>{m.html_b}</pre></div></div></section>"]
+    out.append("<h2>All scores</h2><table><tr><th>code</th><th>compared with</th><th>share of the first</th>"
+               "<th>share of the second</th><th>matching characters</th></tr>")
+    for m in matches:
+        if m.kind == "reference" and m.tokens == 0:
+            continue
+        out.append(f"<tr class='{'flagged' if m.flagged else ''}'><td>{e(m.a)}</td><td>{e(m.b)}</td>"
+                   f"<td class='num'>{m.share_a:.0%}</td><td class='num'>"
+                   f"{m.share_b:.0%}</td><td class='num'>{m.tokens}</td></tr>")
+    out.append("</table></body></html>")
+    text = "\n".join(out)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return text
+
+
+def _threshold(value) -> float:
+    if value is None:
+        value = os.environ.get(ENV_THRESHOLD) or DEFAULT_THRESHOLD
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number between 0 and 1; got {value!r}") from None
+    if not 0 < t <= 1:
+        raise ValueError(f"threshold must be a share of the code, in (0, 1]; got {value!r}")
+    return t
+
+
+def run(course: str, assignment: str, students: list[str] | None = None, notebooks: list[str] | None = None,
+        threshold: float | None = None, html_path: str | None = None) -> tuple[list[Match], str]:
+    """Compare the class, write the HTML page; returns the matches and the page's path."""
+    course = os.path.abspath(course)
+    threshold = _threshold(threshold)
+    codes, boilerplate = collect(course, assignment, students, notebooks)
+    matches = compare(codes, references(course), boilerplate, threshold)
+    html_path = html_path or os.path.join(course, "autograded", f"similarity-{assignment}.html")
+    write_html(matches, html_path, assignment, threshold, len(codes))
+    return matches, html_path
+
+
+def scan(course: str, assignment: str, students: list[str], notebooks: list[str], report_dir: str) -> list:
+    """The integrity report's similarity flags (one per student and flagged match); writes the HTML page beside it.
+
+    Never raises: a failure here is itself a flag, and grading's report is still written.
+    """
+    from .integrity import Flag
+
+    try:
+        matches, page = run(course, assignment, students, notebooks,
+                            html_path=os.path.join(report_dir, f"similarity-{assignment}.html"))
+    except Exception as e:  # noqa: BLE001 - the grades and the rest of the report come first
+        return [Flag("(similarity)", "", "grading", f"the similarity report failed: {type(e).__name__}: {e}")]
+    flags = []
+    for m in (m for m in matches if m.flagged):
+        where = os.path.basename(page)
+        if m.kind == "pair":
+            for me, other, mine, theirs in ((m.a, m.b, m.share_a, m.share_b), (m.b, m.a, m.share_b, m.share_a)):
+                flags.append(Flag(me, "", "similarity", f"{mine:.0%} of this code is found in {other}'s "
+                                                        f"({theirs:.0%} of theirs in this; {where})"))
+        else:
+            flags.append(Flag(m.a, "", "similarity", f"{m.share_a:.0%} of this code is found in {m.b} ({where})"))
+    return flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lnkit.grading.similarity",
+                                description="Similarity between the submissions of an assignment, and with lnkit's "
+                                            "and the book's code; writes an HTML page and prints the flagged pairs.")
+    p.add_argument("assignment")
+    p.add_argument("--course", default=".", help="the course directory (default: the current one)")
+    p.add_argument("--threshold", "-t", default=None,
+                   help=f"flag when this share of one side's code is found in the other (default {DEFAULT_THRESHOLD}, "
+                        f"or ${ENV_THRESHOLD})")
+    p.add_argument("--html", help="where to write the page (default: COURSE/autograded/similarity-ASSIGNMENT.html)")
+    args = p.parse_args(argv)
+    try:
+        threshold = _threshold(args.threshold)
+        matches, page = run(args.course, args.assignment, threshold=threshold, html_path=args.html)
+    except ValueError as e:
+        p.error(str(e))
+    flagged = [m for m in matches if m.flagged]
+    pairs = [m for m in matches if m.kind == "pair"]
+    print(f"{len(pairs)} pairs compared; {len(flagged)} flagged at {threshold:.0%}")
+    for m in flagged:
+        print(f"  {m.a} ~ {m.b}: {m.share_a:.0%}" + (f" / {m.share_b:.0%}" if m.kind == "pair" else "")
+              + f" ({m.tokens} characters)")
+    print(f"page: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
