@@ -46,6 +46,8 @@ NOISE = 25
 #: fewer matching filtered characters than this never flag, whatever the share
 MIN_TOKENS = 60
 ENV_THRESHOLD = "LNKIT_SIMILARITY_THRESHOLD"
+#: a submitted notebook larger than this is not read (the integrity report and grading deal with it)
+MAX_BYTES = 20 * 1024 * 1024
 
 
 @dataclass
@@ -269,11 +271,14 @@ def collect(course: str, assignment: str, students: list[str] | None = None,
         boilerplate.append(release_code(release)[0])
         for student in students:
             path = os.path.join(course, "submitted", student, assignment, f"{name}.ipynb")
-            try:
-                code = student_code(path, release) if os.path.isfile(path) else ""
+            try:  # regular files of a sane size only: a submission is untrusted
+                ok = os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) <= MAX_BYTES
+                code = student_code(path, release) if ok else ""
             except (ValueError, OSError, UnicodeDecodeError):  # unreadable: the integrity report says so already
                 code = ""
             codes[student] = (codes.get(student, "") + "\n\n" + code).strip("\n")
+    if not boilerplate:
+        raise ValueError(f"assignment: none of the notebooks {', '.join(notebooks)} is in {release_dir}")
     return codes, "\n\n".join(boilerplate)
 
 

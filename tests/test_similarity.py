@@ -1,0 +1,179 @@
+"""The similarity report (lnkit.grading.similarity): planted copies are flagged, honest answers are not.
+
+The class: seven honest answers to 01-layernorm, written independently (tests/similarity_corpus.py; each passes
+lnkit's checks), three students who copied one of them and disguised it (names renamed, comments and blank lines
+added, functions reordered, statements swapped), and one who pasted lnkit's own code. Run with ``-s`` to see every
+score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corpus import write_submission
+from similarity_corpus import HONEST, PLANTED
+
+pytest.importorskip("copydetect", reason="copydetect comes with lnkit[grading]")
+
+from lnkit.grading import similarity  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "01-layernorm"
+
+
+def make_course(root: Path, answers: dict) -> Path:
+    """A course folder: the real release, the book, and one submission per student."""
+    shutil.copytree(ROOT / "exercises" / ASSIGNMENT, root / "exercises" / ASSIGNMENT)
+    os.symlink(ROOT / "book", root / "book")
+    release = root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    for student, cells in answers.items():
+        write_submission(release, cells, root / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("course"), {**HONEST, **{s: v[0] for s, v in PLANTED.items()}})
+    matches, page = similarity.run(str(course), ASSIGNMENT)
+    return course, matches, page
+
+
+def _table(matches) -> str:
+    rows = [f"{m.score:5.2f} {'FLAG' if m.flagged else '    '} {m.a:8s} {m.b}" for m in matches
+            if m.kind == "pair" or m.score >= 0.2]
+    return "\n".join(rows)
+
+
+def test_honest_answers_are_correct():
+    """The honest corpus is made of right answers: lnkit's checks pass on every one (visible and hidden cases)."""
+    import numpy as np
+
+    from lnkit.checks import check_layer_norm, check_layer_norm_stats
+
+    for student, cells in {**HONEST, **{s: v[0] for s, v in PLANTED.items()}}.items():
+        namespace = {"np": np}
+        for source in cells.values():
+            exec(source, namespace)  # noqa: S102 - our own corpus
+        with contextlib.redirect_stdout(io.StringIO()):
+            for hidden in (False, True):
+                check_layer_norm_stats(namespace["layer_norm_stats"], hidden=hidden)
+                check_layer_norm(namespace["layer_norm"], hidden=hidden)
+
+
+def test_planted_copies_are_flagged(graded):
+    _, matches, _ = graded
+    print("\n" + _table(matches))
+    flagged = {(m.a, m.b) for m in matches if m.flagged}
+    for copier, (_, source, how) in PLANTED.items():
+        pair = tuple(sorted((copier, source))) if source in HONEST else (copier, source)
+        assert pair in flagged, f"{copier} ({how}, from {source}) was not flagged:\n{_table(matches)}"
+
+
+def test_honest_answers_are_not_flagged(graded):
+    _, matches, _ = graded
+    wrong = [m for m in matches if m.flagged and m.a in HONEST and (m.b in HONEST or m.kind == "reference")]
+    assert not wrong, "honest answers flagged:\n" + _table(wrong)
+    # and with a margin: the most similar honest pair, and the honest answer closest to lnkit or the book
+    honest = [m.score for m in matches if m.a in HONEST and (m.b in HONEST or m.kind == "reference")]
+    assert max(honest) < similarity.DEFAULT_THRESHOLD - 0.1, _table(matches)
+
+
+def test_copies_and_honest_pairs_are_far_apart(graded):
+    """Copies of classmates score near 1; honest pairs share idioms only: a wide gap for the instructor's threshold."""
+    _, matches, _ = graded
+    copies = [m.score for m in matches if m.kind == "pair" and any(
+        {m.a, m.b} == {c, src} for c, (_, src, _) in PLANTED.items())]
+    honest = [m.score for m in matches if m.kind == "pair" and m.a in HONEST and m.b in HONEST]
+    assert len(copies) == 3 and min(copies) >= 0.85, copies
+    assert max(honest) <= 0.4, honest
+
+
+def test_renamed_names_are_seen_through_but_not_numpy_calls():
+    a = "def f(x):\n    mean = x.mean(axis=-1, keepdims=True)\n    return np.sqrt(mean)\n"
+    b = "def g(inp):\n    mu = inp.mean(axis = -1, keepdims = True)  # same\n\n    return np.sqrt(mu)\n"
+    c = "def f(x):\n    mean = x.var(axis=-1, keepdims=True)\n    return np.exp(mean)\n"
+    assert similarity.filter_code(a)[0] == similarity.filter_code(b)[0]
+    assert similarity.filter_code(a)[0] != similarity.filter_code(c)[0]
+    # a keyword argument keeps its name even where the code also binds that name
+    assert "out=" in similarity.filter_code("out = 1\nnp.add(a, b, out=c)\n")[0]
+
+
+def test_student_code_is_what_they_wrote(tmp_path):
+    """Solution cells (by grade_id, even with the metadata stripped) and added cells; not tests nor the template."""
+    release = ROOT / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    sub = tmp_path / "sub.ipynb"
+    write_submission(release, {"layer_norm_stats": "def layer_norm_stats(x):\n    return MARK_ONE\n"}, sub)
+    nb = json.loads(sub.read_text())
+    for cell in nb["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "layer_norm_stats":
+            cell["metadata"] = {}  # stripped: still the student's code
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "source": "helper = MARK_TWO\n", "outputs": [],
+                        "execution_count": None})
+    sub.write_text(json.dumps(nb))
+    code = similarity.student_code(str(sub), str(release))
+    assert "MARK_ONE" in code and "MARK_TWO" in code
+    assert "check_layer_norm" not in code  # test cells are not the student's
+    assert "NotImplementedError" not in code  # the untouched template of layer_norm is not theirs
+
+
+def test_html_page_shows_pairs_side_by_side(graded):
+    course, matches, page = graded
+    assert page == str(course / "autograded" / f"similarity-{ASSIGNMENT}.html")
+    text = Path(page).read_text()
+    for m in (m for m in matches if m.flagged):
+        assert f"<section id='{m.a}--{m.b}'>" in text
+    section = text.split("<section id='bob--mallory'>")[1].split("</section>")[0]
+    left, right = section.split("<div><h3>")[1:3]
+    assert left.startswith("bob</h3>") and right.startswith("mallory</h3>")
+    assert left.count("<mark>") >= 1 and "<mark>" in right
+    assert "np.sqrt" in left
+    quinn = text.split("<section id='quinn--lnkit/norms.py'>")[1].split("</section>")[0]
+    assert "ij-&gt;i" in quinn and "ij->i" not in quinn  # the code is escaped: the only tags are ours
+    assert "All scores" in text and text.count("<tr class=") >= 55  # every pair of the 11 students is listed
+
+
+def test_scan_gives_integrity_flags(graded):
+    course, _, _ = graded
+    students = sorted(HONEST) + sorted(PLANTED)
+    flags = similarity.scan(str(course), ASSIGNMENT, students, [ASSIGNMENT], str(course / "autograded"))
+    flagged = {f.student for f in flags}
+    assert flagged == set(PLANTED) | {src for _, src, _ in PLANTED.values() if src in HONEST}
+    assert all(f.kind == "similarity" and f"similarity-{ASSIGNMENT}.html" in f.detail for f in flags)
+    quinn = [f.detail for f in flags if f.student == "quinn"]
+    assert any("lnkit/norms.py" in d for d in quinn), quinn
+
+
+def test_scan_never_raises(tmp_path):
+    flags = similarity.scan(str(tmp_path), "no-such-assignment", ["a"], ["nb"], str(tmp_path))
+    assert [f.kind for f in flags] == ["grading"] and "similarity report failed" in flags[0].detail
+
+
+def test_threshold_is_the_instructors(graded, monkeypatch):
+    course, _, _ = graded
+    with pytest.raises(ValueError, match="threshold"):
+        similarity.run(str(course), ASSIGNMENT, threshold=1.5)
+    monkeypatch.setenv(similarity.ENV_THRESHOLD, "0.99")
+    matches, _ = similarity.run(str(course), ASSIGNMENT, html_path=str(course / "t.html"))
+    assert {(m.a, m.b) for m in matches if m.flagged} == {("bob", "mallory"), ("carol", "nina")}
+
+
+def test_command_line(graded):
+    course, _, _ = graded
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "lnkit.grading.similarity", ASSIGNMENT, "--course", str(course),
+                          "--html", str(course / "cli.html")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "55 pairs compared; 4 flagged at 60%" in out.stdout, out.stdout
+    assert "bob ~ mallory" in out.stdout and (course / "cli.html").exists()
+    bad = subprocess.run([sys.executable, "-m", "lnkit.grading.similarity", ASSIGNMENT, "--course", str(course),
+                          "--threshold", "lots"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "threshold must be a number" in bad.stderr
