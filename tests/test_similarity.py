@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,20 +142,22 @@ def test_html_page_shows_pairs_side_by_side(graded):
     assert "All scores" in text and text.count("<tr class=") >= 55  # every pair of the 11 students is listed
 
 
-def test_scan_gives_integrity_flags(graded):
+def test_scan_gives_the_integrity_reports_lines(graded):
     course, _, _ = graded
     students = sorted(HONEST) + sorted(PLANTED)
-    flags = similarity.scan(str(course), ASSIGNMENT, students, [ASSIGNMENT], str(course / "autograded"))
-    flagged = {f.student for f in flags}
-    assert flagged == set(PLANTED) | {src for _, src, _ in PLANTED.values() if src in HONEST}
-    assert all(f.kind == "similarity" and f"similarity-{ASSIGNMENT}.html" in f.detail for f in flags)
-    quinn = [f.detail for f in flags if f.student == "quinn"]
-    assert any("lnkit/norms.py" in d for d in quinn), quinn
+    lines = similarity.scan(str(course), ASSIGNMENT, students, [ASSIGNMENT], str(course / "autograded"))
+    assert lines[0].startswith("similarity: 55 pairs of students compared") and "4 above 60%" in lines[0]
+    assert f"similarity-{ASSIGNMENT}.html" in lines[0]
+    named = set(re.findall(r"[\w/.]+(?<!\.)", " ".join(lines[1:])))
+    assert set(PLANTED) | {"bob", "carol", "dave", "lnkit/norms.py"} <= named, lines
+    assert not (set(HONEST) - {"bob", "carol", "dave"}) & named, lines
+    assert len(similarity.scan(str(course), ASSIGNMENT, students, [ASSIGNMENT], str(course / "autograded"),
+                               limit=2)) == 4  # the summary, two matches, "2 more on the page"
 
 
 def test_scan_never_raises(tmp_path):
-    flags = similarity.scan(str(tmp_path), "no-such-assignment", ["a"], ["nb"], str(tmp_path))
-    assert [f.kind for f in flags] == ["grading"] and "similarity report failed" in flags[0].detail
+    lines = similarity.scan(str(tmp_path), "no-such-assignment", ["a"], ["nb"], str(tmp_path))
+    assert len(lines) == 1 and "similarity: the report failed: ValueError" in lines[0]
 
 
 def test_threshold_is_the_instructors(graded, monkeypatch):

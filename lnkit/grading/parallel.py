@@ -242,7 +242,7 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
         "as root, each with a uid of its own" if os.geteuid() == 0 else "in a user namespace of the grader's user")
         + "; no network, no course folder, only the assignment's packages; CPU-time limits")
     outcome.report = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
-    outcome.flags += similarity.scan(course, assignment, students, notebooks, os.path.dirname(outcome.report))
+    extra += similarity.scan(course, assignment, students, notebooks, os.path.dirname(outcome.report))
     integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
     from .intake import give_back
 

@@ -351,28 +351,33 @@ def run(course: str, assignment: str, students: list[str] | None = None, noteboo
     return matches, html_path
 
 
-def scan(course: str, assignment: str, students: list[str], notebooks: list[str], report_dir: str) -> list:
-    """The integrity report's similarity flags (one per student and flagged match); writes the HTML page beside it.
+def scan(course: str, assignment: str, students: list[str], notebooks: list[str], report_dir: str,
+         limit: int = 20) -> list[str]:
+    """The integrity report's lines on similarity (its summary, then each flagged match); writes the HTML page.
 
-    Never raises: a failure here is itself a flag, and grading's report is still written.
+    Lines at the top of the report, not per-student flags: a similar pair is a question for the instructor, not a
+    finding of tampering, and the page beside the report shows why. Never raises: a failure is itself a line, and
+    grading's report is still written.
     """
-    from .integrity import Flag
-
     try:
-        matches, page = run(course, assignment, students, notebooks,
+        threshold = _threshold(None)
+        matches, page = run(course, assignment, students, notebooks, threshold=threshold,
                             html_path=os.path.join(report_dir, f"similarity-{assignment}.html"))
     except Exception as e:  # noqa: BLE001 - the grades and the rest of the report come first
-        return [Flag("(similarity)", "", "grading", f"the similarity report failed: {type(e).__name__}: {e}")]
-    flags = []
-    for m in (m for m in matches if m.flagged):
-        where = os.path.basename(page)
+        return [f"similarity: the report failed: {type(e).__name__}: {e}"]
+    flagged = [m for m in matches if m.flagged]
+    pairs = sum(m.kind == "pair" for m in matches)
+    lines = [f"similarity: {pairs} pairs of students compared, and each student with lnkit's and the book's code; "
+             f"{len(flagged)} above {threshold:.0%} (copydetect; {os.path.basename(page)} shows them side by side)"]
+    for m in flagged[:limit]:
         if m.kind == "pair":
-            for me, other, mine, theirs in ((m.a, m.b, m.share_a, m.share_b), (m.b, m.a, m.share_b, m.share_a)):
-                flags.append(Flag(me, "", "similarity", f"{mine:.0%} of this code is found in {other}'s "
-                                                        f"({theirs:.0%} of theirs in this; {where})"))
+            lines.append(f"similar: {m.a} and {m.b}: {m.share_a:.0%} of {m.a}'s code is in {m.b}'s, "
+                         f"{m.share_b:.0%} of {m.b}'s in {m.a}'s")
         else:
-            flags.append(Flag(m.a, "", "similarity", f"{m.share_a:.0%} of this code is found in {m.b} ({where})"))
-    return flags
+            lines.append(f"similar: {m.share_a:.0%} of {m.a}'s code is in {m.b}")
+    if len(flagged) > limit:
+        lines.append(f"similar: {len(flagged) - limit} more on the page")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
