@@ -16,9 +16,17 @@ help:
 	@echo "make test   run every test"
 	@echo "make bench  time lnkit against the textbook formula and torch; writes benchmarks/results/cpu.json"
 
+# torch comes from PyTorch's CPU wheel index: PyPI's Linux torch is a CUDA build (about twenty NVIDIA wheels, several
+# GB). lnkit[torch] is installed first with that index added, then the extra without it, which keeps the torch it
+# finds. --retries 1: where the index cannot be reached (a closed network with a local CPU wheel), pip moves on at
+# once instead of backing off five times for every package. A torch already in .venv is kept. For the CUDA build in a
+# new .venv: make test TORCH_INDEX= (PyPI's torch, a CUDA build on Linux); README.md says how to switch an existing one.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[torch]'
 	$(VENV)/bin/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
