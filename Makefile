@@ -1,6 +1,6 @@
 # The two commands of the README, and what they stand on. Each target sets up what it needs from nothing:
 #   make book   build the book into _build/html (creates .venv and installs lnkit[book])
-#   make test   run every test (creates .venv, installs lnkit[dev], and Chromium for the browser tests)
+#   make test   run every test (creates .venv, installs lnkit[dev], Chromium for the browser tests and bubblewrap)
 # Re-running is cheap: an install is redone only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # nbgrader runs `alembic` from PATH, and the book's kernels must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test bench browser clean help
+.PHONY: book test bench system clean help
 
 help:
 	@echo "make book   build the book into _build/html (open _build/html/index.html)"
@@ -33,13 +33,14 @@ $(VENV)/.installed-%: pyproject.toml
 book: $(VENV)/.installed-book
 	jupyter-book build . -W -n --keep-going
 
-# Debian's Chromium for the browser tests; Playwright drives it and never downloads a browser of its own.
-browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else echo "The browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+# What the tests need from Debian: Chromium for the browser tests (Playwright drives it and never downloads a browser
+# of its own), and bubblewrap, the sandbox every graded student's code runs in.
+system:
+	@command -v chromium >/dev/null && command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium bubblewrap; \
+	  else echo "The tests need Debian's chromium and bubblewrap: sudo apt-get install -y chromium bubblewrap" >&2; exit 1; fi; }
 
-test: $(VENV)/.installed-dev browser
+test: $(VENV)/.installed-dev system
 	python -m pytest
 
 # Side-by-side timings as ratios (python -m benchmarks --help for options; --device cuda for the GPU section).
