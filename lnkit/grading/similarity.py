@@ -289,7 +289,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em; }
 th { background: #f3f3f3; } tr.flagged td { background: #fff0f0; } td.num { text-align: right; }
-.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; margin-bottom: 2.5em; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; margin-bottom: 2.5em; } .pair > div { min-width: 0; }
 pre { background: #fafafa; border: 1px solid #ddd; padding: .6em; overflow-x: auto; font-size: 13px; margin: 0; }
 mark { background: #ffd54f; } h3 { margin: .2em 0; font-size: 1em; }
 """
