@@ -12,6 +12,7 @@ import functools
 import html
 import http.server
 import json
+import os
 import re
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def toc_pages() -> list[str]:
 
 @pytest.fixture(scope="session")
 def built_book() -> Path:
+    prebuilt = os.environ.get("LNKIT_BUILT_BOOK")  # a book already built with -W, e.g. by `make book`, for a quick loop
+    if prebuilt:
+        return Path(prebuilt)
     out = ROOT / "_build" / "test-html"
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     result = subprocess.run(
@@ -195,3 +199,122 @@ def test_the_exercises_install_lnkit_from_the_books_repository():
         setup = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == "setup"]
         assert len(setup) == 1, notebook
         assert f"lnkit @ git+{repo}" in "".join(setup[0]["source"]), notebook
+
+
+# --- Figures: every one loads and has alt text; the diagrams are readable in the theme's dark mode ---------------
+
+CHAPTERS = [p for p in toc_pages() if p.startswith("book/ch")]
+# the pages whose diagrams are drawn as inline SVG in the page's own colours (class course-diagram)
+DIAGRAM_PAGES = ["book/ch02_which_axis", "book/ch03_counting_statistics", "book/ch06_pre_ln_post_ln"]
+
+FIGURES_JS = """() => [...document.querySelectorAll('article figure')].map(f => {
+    const img = f.querySelector('img'), svg = f.querySelector('svg');
+    if (img) return {id: f.id, kind: 'img', src: img.getAttribute('src'), alt: img.getAttribute('alt') || '',
+                     loaded: img.complete && img.naturalWidth > 0};
+    if (svg) return {id: f.id, kind: 'svg', role: svg.getAttribute('role'),
+                     alt: svg.getAttribute('aria-label') || '',
+                     loaded: svg.getBoundingClientRect().width > 0 && svg.querySelectorAll('path, text').length > 0};
+    return {id: f.id, kind: 'none', alt: '', loaded: false};
+})"""
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_every_figure_loads_and_has_alt_text(page, site, browser):
+    tab = browser.new_page()
+    tab.goto(urljoin(site, f"{page}.html"), wait_until="load")
+    figures = tab.evaluate(FIGURES_JS)
+    tab.close()
+    assert figures, f"{page}: no figure"
+    for fig in figures:
+        where = f"{page}#{fig['id']}"
+        assert fig["kind"] != "none", f"{where}: a figure with neither an image nor a diagram"
+        assert fig["loaded"], f"{where}: the {fig['kind']} did not load or is empty"
+        alt = fig["alt"].strip()
+        # docutils falls back to the image's file name when no alt text is given: that is not alt text
+        assert len(alt) >= 40 and not re.search(r"\.(png|svg|jpe?g)$|_images/", alt), f"{where}: alt text {alt!r}"
+        if fig["kind"] == "svg":
+            assert fig["role"] == "img", f"{where}: an inline diagram needs role=img for its aria-label to be read"
+
+
+def _luminance(rgb) -> float:
+    """WCAG relative luminance of an (r, g, b) colour in 0..255."""
+    def channel(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a, b) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _blend(rgba, background):
+    """The colour `rgba` (alpha in 0..1) painted over an opaque background."""
+    *rgb, alpha = rgba
+    return tuple(alpha * c + (1 - alpha) * b for c, b in zip(rgb, background))
+
+
+# For every diagram: the background it is drawn on (the first ancestor with an opaque background), and the colour
+# and opacity of everything drawn with ink: its text, and its lines (strokes) drawn at full opacity. Lines drawn
+# faint on purpose (a grid) are decoration and are left out.
+INK_JS = """() => {
+    const rgba = s => { const m = s.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+        const v = m[1].split(',').map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+    const opacity = (el, svg, prop) => { let o = parseFloat(getComputedStyle(el)[prop] || '1');
+        for (let e = el; e && e !== svg.parentElement; e = e.parentElement) o *= parseFloat(getComputedStyle(e).opacity);
+        return o; };
+    return [...document.querySelectorAll('article svg.course-diagram')].map(svg => {
+        let bg = null;
+        for (let e = svg; e && !bg; e = e.parentElement) {
+            const c = rgba(getComputedStyle(e).backgroundColor); if (c && c[3] > 0.99) bg = c; }
+        bg = bg || rgba(getComputedStyle(document.documentElement).backgroundColor) || [255, 255, 255, 1];
+        const texts = [...svg.querySelectorAll('text')].map(t => ({text: t.textContent,
+            colour: rgba(getComputedStyle(t).fill), alpha: opacity(t, svg, 'fillOpacity')}));
+        const lines = [...svg.querySelectorAll('path, line, polyline, polygon, rect, circle')]
+            .filter(e => getComputedStyle(e).stroke !== 'none')
+            .map(e => ({colour: rgba(getComputedStyle(e).stroke), alpha: opacity(e, svg, 'strokeOpacity')}))
+            .filter(l => l.colour && l.alpha > 0.99);
+        return {label: (svg.getAttribute('aria-label') || '').slice(0, 40), bg, texts, lines};
+    });
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("page", DIAGRAM_PAGES)
+def test_diagrams_are_readable_in_light_and_dark_mode(page, theme, site, browser):
+    """WCAG AA contrast against the page's background in the theme: 4.5:1 for text, 3:1 for lines."""
+    tab = browser.new_page()
+    tab.goto(urljoin(site, f"{page}.html"), wait_until="load")
+    tab.evaluate(f"document.documentElement.dataset.theme = {theme!r}")
+    background = tab.evaluate("getComputedStyle(document.body).backgroundColor")
+    diagrams = tab.evaluate(INK_JS)
+    tab.close()
+    assert diagrams, f"{page}: no diagram"
+    page_dark = _luminance([float(v) for v in re.findall(r"[\d.]+", background)[:3]]) < 0.2
+    assert page_dark == (theme == "dark"), f"{page}: the theme did not switch to {theme} ({background})"
+    for diagram in diagrams:
+        bg = diagram["bg"][:3]
+        assert diagram["texts"] and diagram["lines"], f"{page}: {diagram['label']}: no text or no lines"
+        for t in diagram["texts"]:
+            ratio = _contrast(_blend([*t["colour"][:3], t["colour"][3] * t["alpha"]], bg), bg)
+            assert ratio >= 4.5, f"{page} ({theme}): text {t['text']!r} has contrast {ratio:.2f} on {bg}"
+        for line in diagram["lines"]:
+            ratio = _contrast(_blend([*line["colour"][:3], line["colour"][3] * line["alpha"]], bg), bg)
+            assert ratio >= 3, f"{page} ({theme}): a line in {line['colour']} has contrast {ratio:.2f} on {bg}"
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_images_get_a_light_backing_in_dark_mode(page, site, browser):
+    """Matplotlib's PNG figures are drawn in dark ink: in dark mode the theme must put them on a light card."""
+    tab = browser.new_page()
+    tab.goto(urljoin(site, f"{page}.html"), wait_until="load")
+    tab.evaluate("document.documentElement.dataset.theme = 'dark'")
+    backings = tab.evaluate("[...document.querySelectorAll('article figure img')]"
+                            ".map(i => getComputedStyle(i).backgroundColor)")
+    tab.close()
+    for backing in backings:
+        rgb = [float(v) for v in re.findall(r"[\d.]+", backing)[:3]]
+        assert len(rgb) == 3 and _luminance(rgb) > 0.8, f"{page}: an image on {backing} in dark mode"
+
