@@ -296,8 +296,8 @@ mark { background: #ffd54f; } h3 { margin: .2em 0; font-size: 1em; }
 
 
 def write_html(matches: list[Match], path: str, assignment: str, threshold: float, students: int,
-               noise: int = NOISE) -> str:
-    """One self-contained page: the flagged pairs side by side, then every score."""
+               noise: int = NOISE, max_rows: int = 500) -> str:
+    """One self-contained page: the flagged pairs side by side, then the scores (the highest ``max_rows``)."""
     e = html.escape
     flagged = [m for m in matches if m.flagged]
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Similarity: {e(assignment)}</title>",
@@ -314,11 +314,11 @@ def write_html(matches: list[Match], path: str, assignment: str, threshold: floa
                 + f" ({m.tokens} matching characters).</p><div class='pair'>",
                 f"<div><h3>{e(m.a)}</h3><pre>{m.html_a}</pre></div>",
                 f"<div><h3>{e(m.b)}</h3><pre>{m.html_b}</pre></div></div></section>"]
-    out.append("<h2>All scores</h2><table><tr><th>code</th><th>compared with</th><th>share of the first</th>"
-               "<th>share of the second</th><th>matching characters</th></tr>")
-    for m in matches:
-        if m.kind == "reference" and m.tokens == 0:
-            continue
+    shown = [m for m in matches if not (m.kind == "reference" and m.tokens == 0)]  # sorted: flagged, then by score
+    out.append(f"<h2>All scores</h2><p>{'The ' + str(max_rows) + ' highest of ' + str(len(shown)) if len(shown) > max_rows else 'Every'}"
+               " comparison with any match, the highest first.</p><table><tr><th>code</th><th>compared with</th>"
+               "<th>share of the first</th><th>share of the second</th><th>matching characters</th></tr>")
+    for m in shown[:max(max_rows, len(flagged))]:
         out.append(f"<tr class='{'flagged' if m.flagged else ''}'><td>{e(m.a)}</td><td>{e(m.b)}</td>"
                    f"<td class='num'>{m.share_a:.0%}</td><td class='num'>"
                    f"{m.share_b:.0%}</td><td class='num'>{m.tokens}</td></tr>")
