@@ -6,17 +6,18 @@ page (``autograded/similarity-ASSIGNMENT.html``) lies beside it.
 
 A student's code is what they wrote in the assignment's notebooks, read as JSON and never run: the solution cells
 (found by the ``grade_id`` of the release's solution cells, so that stripped metadata hides nothing) and any code
-cell they added; cells left as released are not theirs. The fingerprinting is copydetect's (MOSS's winnowing over
-a token stream in which every name becomes ``V``, every function name ``F`` and every string ``S``), so renamed
-variables and reordered functions still match. The release's own code (the function signatures and docstrings,
-imports, test cells) is boilerplate: a match made only of it does not count.
+cell they added; cells left as released are not theirs. The fingerprinting is copydetect's (MOSS's winnowing of
+k-grams), over the code with whitespace and comments removed, strings made ``S`` and every name the code binds
+itself made ``V`` (:func:`filter_code`), so that renamed variables, moved functions and added comments still match
+while the NumPy calls made still count. The release's own code (the function signatures and docstrings, imports,
+test cells) is boilerplate: a match made only of it does not count.
 
 Each pair of students gets two scores: the share of each one's code that is found in the other's. A pair is flagged
 when the larger share reaches the threshold (``--threshold``, default :data:`DEFAULT_THRESHOLD`; or the environment
 variable ``LNKIT_SIMILARITY_THRESHOLD`` for the autograde command) and at least :data:`MIN_TOKENS` filtered
 characters match, so that a submission of two lines is not flagged for two common lines. Each student is also
-compared with the references: lnkit's source files, the book's code cells and the instructor's solution; a student
-whose code is found there at the threshold is flagged too. The HTML page shows every flagged pair side by side with
+compared with the references, lnkit's source files and the book's code cells; a student whose code is found there
+at the threshold is flagged too. The HTML page shows every flagged pair side by side with
 the matching code highlighted, and the scores of every pair, so that the instructor sees where the honest pairs lie.
 
 The exercises are short and the book teaches one way to write them, so honest answers share idioms (one line such
@@ -84,7 +85,7 @@ def _cells(path: str) -> list[dict]:
         meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
         nbg = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
         cells.append({"type": cell.get("cell_type"), "source": source, "grade_id": nbg.get("grade_id"),
-                      "solution": bool(nbg.get("solution")), "grade": bool(nbg.get("grade"))})
+                      "solution": bool(nbg.get("solution"))})
     return cells
 
 
@@ -92,17 +93,16 @@ def _normal(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
-def release_code(release_path: str) -> tuple[str, set[str], set[str]]:
-    """The release notebook's code (boilerplate), its solution cells' grade_ids, and its other cells' grade_ids."""
+def release_code(release_path: str) -> tuple[str, set[str]]:
+    """The release notebook's code (the boilerplate), and the grade_ids of its cells that are not solution cells."""
     cells = _cells(release_path)
-    solutions = {c["grade_id"] for c in cells if c["solution"] and c["grade_id"]}
     others = {c["grade_id"] for c in cells if not c["solution"] and c["grade_id"]}
-    return "\n\n".join(c["source"] for c in cells if c["type"] == "code"), solutions, others
+    return "\n\n".join(c["source"] for c in cells if c["type"] == "code"), others
 
 
 def student_code(path: str, release_path: str) -> str:
     """What the student wrote in one submitted notebook: its solution cells and added code cells, never run."""
-    _, _, others = release_code(release_path)
+    _, others = release_code(release_path)
     released = {_normal(c["source"]) for c in _cells(release_path) if c["type"] == "code"}
     # a solution cell (whatever its metadata says) or an added cell, unless left exactly as released; never a cell
     # that the release has under another grade_id (tests, read-only cells: the integrity report checks those)
@@ -123,7 +123,7 @@ def references(course: str) -> dict[str, str]:
     """lnkit's source (less lnkit.grading) and the book's code cells.
 
     Not the instructor's solution: it is the natural way to write a five-line answer, and honest answers share most
-    of their lines with it (an honest answer in the tests had 64% of its code there).
+    of their lines with it.
     """
     refs: dict[str, str] = {}
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
