@@ -9,11 +9,12 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # nbgrader runs `alembic` from PATH, and the book's kernels must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test bench system clean help
+.PHONY: book test bench system clean help instructor hub-proxy
 
 help:
 	@echo "make book   build the book into _build/html (open _build/html/index.html)"
 	@echo "make test   run every test"
+	@echo "make instructor  install the instructor's tools (nbgrader, its lab extensions, JupyterLab) into .venv"
 	@echo "make bench  time lnkit against the textbook formula and torch; writes benchmarks/results/cpu.json"
 
 # torch comes from PyTorch's CPU wheel index: PyPI's Linux torch is a CUDA build (about twenty NVIDIA wheels, several
@@ -40,7 +41,21 @@ system:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium bubblewrap; \
 	  else echo "The tests need Debian's chromium and bubblewrap: sudo apt-get install -y chromium bubblewrap" >&2; exit 1; fi; }
 
-test: $(VENV)/.installed-dev system
+# The instructor's tools in .venv: nbgrader and its lab extensions, JupyterLab, torch (CPU), the grading commands.
+instructor: $(VENV)/.installed-instructor
+	@echo "Installed. Next: book/instructors.md, 'Setting up' (the exchange and nbgrader_config.py)."
+
+# JupyterHub's proxy, configurable-http-proxy, from npm into .venv/hub-proxy (not globally); the hub journey's test and
+# hub/jupyterhub_config.py (LNKIT_HUB_PROXY) use it.
+HUB_PROXY := $(VENV)/hub-proxy/node_modules/.bin/configurable-http-proxy
+hub-proxy: $(HUB_PROXY)
+$(HUB_PROXY):
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; \
+	  else echo "JupyterHub's proxy needs npm: sudo apt-get install -y npm" >&2; exit 1; fi; }
+	npm install --prefix $(VENV)/hub-proxy --no-fund --no-audit --loglevel=error configurable-http-proxy
+
+test: $(VENV)/.installed-dev system hub-proxy
 	python -m pytest
 
 # Side-by-side timings as ratios (python -m benchmarks --help for options; --device cuda for the GPU section).
