@@ -48,6 +48,12 @@ c.Autograde.sanitize_preprocessors = [
     "lnkit.grading.preprocessors.OverwriteCellsFromSource",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+# The feedback students get: nbgrader's, without the hidden tests' source (stock nbgrader shows it to everyone).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "lnkit.grading.preprocessors.HiddenTestsOutOfFeedback",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
 # Before nbgrader reads a submission: only regular files, within caps (the rest is moved aside, never followed).
 # After it is graded as root: autograded/, the gradebook and the secret go back to the course folder's owner.
 c.Autograde.pre_convert_hook = "lnkit.grading.intake.pre_autograde"

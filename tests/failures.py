@@ -10,7 +10,10 @@ Used by tests/test_failures.py, which grades them all with the real nbgrader wor
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +56,71 @@ class Case:
 def _ln(body: str, head: str = "import numpy as np\n") -> str:
     return head + "\ndef layer_norm(x, gamma, beta, eps=1e-5):\n" + "\n".join(
         "    " + line for line in body.strip().splitlines()) + "\n"
+
+
+# An environment variable of the grader's that must never reach student code (tests/test_failures.py sets it).
+GRADER_TOKEN = "lnkit-grader-token-7f3a"
+
+# A daemon, double-forked into its own session, that tries to kill every other process it can see for a minute
+# (the classmates graded beside it, the grader): in its sandbox it sees none, and it ends with the sandbox.
+DAEMON = """
+import os, signal, time
+server = os.getpid()  # spared: the attack is on the others
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        me = os.getpid()
+        end = time.time() + 60
+        while time.time() < end:
+            for pid in os.listdir("/proc"):
+                if pid.isdigit() and int(pid) not in (1, me, server):
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except OSError:
+                        pass
+            time.sleep(0.2)
+    os._exit(0)
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def lookup_answer() -> str:
+    """A layer_norm that answers every case lnkit's public seeds draw (visible and hidden) from a table, and zeros
+    otherwise: what a student could precompute from the repository. The graded hidden cases come from the course's
+    secret, so the visible check passes and the hidden one fails."""
+    import base64
+    import io
+
+    import numpy as np
+
+    from lnkit.checks import check_layer_norm, set_hidden_secret
+    from lnkit.checks._engine import _ln64  # the checks' own float64 reference (lnkit.layer_norm is watched)
+
+    table = {}
+
+    def key(x, gamma, beta, eps):
+        raw = x.tobytes() + np.asarray(gamma).tobytes() + np.asarray(beta).tobytes() + repr(float(eps)).encode()
+        return raw.hex()[:96] + str(len(raw))
+
+    def record(x, gamma, beta, eps=1e-5):
+        table[key(x, gamma, beta, eps)] = out = _ln64(x, gamma, beta, eps)
+        return out
+
+    set_hidden_secret(None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        check_layer_norm(record)
+        check_layer_norm(record, hidden=True)
+    buf = io.BytesIO()
+    np.savez(buf, *table.values())
+    data = base64.b64encode(buf.getvalue()).decode()
+    return (f"import base64, io\nimport numpy as np\n_KEYS = {list(table)!r}\n"
+            f"_VALUES = np.load(io.BytesIO(base64.b64decode({data!r})))\n\n"
+            "def layer_norm(x, gamma, beta, eps=1e-5):\n"
+            "    raw = x.tobytes() + np.asarray(gamma).tobytes() + np.asarray(beta).tobytes() + repr(float(eps)).encode()\n"
+            "    short = raw.hex()[:96] + str(len(raw))\n"
+            "    if short in _KEYS:\n"
+            "        return _VALUES['arr_' + str(_KEYS.index(short))]\n"
+            "    return np.zeros_like(x)\n")
 
 
 def cases(course: Path) -> list[Case]:
@@ -103,7 +171,7 @@ np.testing.assert_allclose = lambda *a, **k: None
 '''),
         Case("calls-lnkit", 5, 4, ["you called lnkit.layer_norm"], ["called the reference"],
              layer_norm=_ln("return lnkit.layer_norm(x, gamma, beta, eps)", "import lnkit\n")),
-        Case("calls-torch", 5, 4, ["you called torch."], ["called the reference"],
+        Case("calls-torch", 5, 4, ["you called torch.nn.functional.layer_norm"], ["called the reference"],
              layer_norm=_ln('''
 t = torch.from_numpy(np.ascontiguousarray(x))
 return F.layer_norm(t, x.shape[-1:], torch.from_numpy(gamma), torch.from_numpy(beta), eps).numpy()
@@ -151,6 +219,84 @@ def layer_norm(x, gamma, beta, eps=1e-5):
         raise RuntimeError("HIDDEN-TESTS-" + "READ " + str(len(stolen)))
     return _correct(x, gamma, beta, eps)
 '''),
+        # --- issue 10: attacks on the sandbox, nothing to call, nothing to precompute, safe intake --------------
+        Case("private-reference", 10, 4, ["you called lnkit.checks._ln64"], ["called the reference"],
+             layer_norm=_ln("return _ln64(x, gamma, beta, eps)", "from lnkit.checks import _ln64\n")),
+        Case("private-norms-block", 10, 4, ["you called lnkit.norms._centre_block"], ["called the reference"],
+             layer_norm=_ln("return lnkit.norms._centre_block(x)", "import lnkit.norms\n")),
+        Case("reference-copied-in-thread", 10, 4, ["layer_norm raised"], [], layer_norm=_ln('''
+box = {}
+def grab():
+    ref = lnkit.layer_norm
+    box["f"] = types.FunctionType(ref.__code__, ref.__globals__)
+t = threading.Thread(target=grab)
+t.start()
+t.join()
+return box["f"](x, gamma, beta, eps)
+''', "import lnkit, threading, types\n")),
+        Case("reference-in-subprocess", 10, 4, ["layer_norm raised"], [], layer_norm=_ln('''
+np.save("x.npy", x); np.save("g.npy", gamma); np.save("b.npy", beta)
+subprocess.run([sys.executable, "-c", "import numpy as np, lnkit; np.save('y.npy', lnkit.layer_norm("
+                "np.load('x.npy'), np.load('g.npy'), np.load('b.npy'), " + repr(eps) + "))"], check=True)
+return np.load("y.npy")
+''', "import numpy as np, subprocess, sys\n")),
+        Case("exec-reference-source", 10, 4, ["layer_norm raised"], [], layer_norm=_ln('''
+namespace = {}
+exec(inspect.getsource(lnkit.norms), namespace)
+return namespace["layer_norm"](x, gamma, beta, eps)
+''', "import inspect, lnkit.norms\n")),
+        Case("hidden-cases-by-lookup", 10, 4, ["check_layer_norm: 15 cases passed", "layer_norm returns wrong"],
+             ["passed in the student's kernel but failed outside it"],
+             layer_norm=lookup_answer()),
+        Case("daemon-kills-classmates", 10, 10, ["check_layer_norm: 15 cases passed"], [],
+             layer_norm=CORRECT["layer_norm"] + DAEMON),
+        Case("fills-shared-memory", 10, 10, ["check_layer_norm: 15 cases passed", "shm: oserror"], [],
+             not_in_feedback=["FILLED /"], layer_norm=CORRECT["layer_norm"] + '''
+for where in ("/dev/shm/lnkit-fill", "/var/tmp/lnkit-fill"):
+    try:
+        with open(where, "wb") as f:
+            for _ in range(256):
+                f.write(b"x" * 1024**2)
+        print("FILLED " + where)
+    except OSError as e:
+        print("shm:", type(e).__name__)
+'''),
+        Case("prints-environment", 10, 10, ["check_layer_norm: 15 cases passed"], [],
+             not_in_feedback=[GRADER_TOKEN], layer_norm=CORRECT["layer_norm"] + "\nimport os\nprint(dict(os.environ))\n"),
+        Case("symlinks-in-submission", 10, 10, ["check_layer_norm: 15 cases passed", "notes.txt: filenotfounderror"],
+             ["solution.txt was refused: a symbolic link", "notes.txt was refused: a symbolic link"],
+             not_in_feedback=["BEGIN SOLUTION", "ROOT-ONLY-MARKER"], edit="symlinks",
+             layer_norm=CORRECT["layer_norm"] + '''
+for name in ("solution.txt", "notes.txt"):
+    try:
+        print(open(name).read()[:3000])
+    except OSError as e:
+        print(name + ":", type(e).__name__)
+'''),
+        Case("notebook-is-a-symlink", 10, 0, ["was a symbolic link"], ["01-layernorm.ipynb was refused"],
+             not_in_feedback=["BEGIN HIDDEN TESTS", "hidden=True"], edit="notebook-symlink"),
+        Case("notebook-is-a-fifo", 10, 0, ["was a fifo"], ["01-layernorm.ipynb was refused: a fifo"],
+             edit="notebook-fifo"),
+        Case("finds-course-from-lnkit", 10, 10, ["check_layer_norm: 15 cases passed", "course: not found"], [],
+             not_in_feedback=["BEGIN SOLUTION"], layer_norm=CORRECT["layer_norm"] + '''
+import os, lnkit
+course = os.path.dirname(os.path.dirname(os.path.abspath(lnkit.__file__)))
+try:
+    print(open(os.path.join(course, "solutions", "01-layernorm", "01-layernorm.ipynb")).read())
+except OSError:
+    print("course: not found")
+'''),
+        Case("metadata-test-as-solution", 10, 4, [UNBIASED], ["'test_layer_norm': solution was true"],
+             layer_norm=WRONG_LN, edit="meta-solution"),
+        Case("metadata-points-raised", 10, 10, ["check_layer_norm: 15 cases passed"], ["points were 100"],
+             edit="meta-points"),
+        Case("metadata-unknown-grade-id", 10, 4, [UNBIASED], ["is not in the instructor's notebook",
+                                                              "'test_layer_norm' was missing"],
+             layer_norm=WRONG_LN, edit="meta-unknown-id", may_flag=["was deleted"]),
+        Case("solution-and-test-deleted", 10, 4, ["not written yet"], ["'layer_norm' was missing",
+                                                                       "'test_layer_norm' was missing"],
+             edit="delete-solution-and-test", may_flag=["was deleted"]),
+        Case("empty-notebook", 10, 0, ["not written yet"], ["was missing"], edit="empty", may_flag=["was deleted"]),
     ]
 
 
@@ -180,9 +326,31 @@ def build(course: Path, case: Case) -> None:
         copy.source = case.layer_norm
         copy["id"] = "layer_norm-copy"
         nb.cells.insert(index["layer_norm"], copy)
+    elif case.edit == "meta-solution":
+        test.metadata.nbgrader["solution"] = True
+    elif case.edit == "meta-points":
+        test.metadata.nbgrader["points"] = 100
+        nb.cells[index["test_layer_norm_stats"]].metadata.nbgrader["points"] = 100
+    elif case.edit == "meta-unknown-id":
+        test.metadata.nbgrader["grade_id"] = "my_own_cell"
+    elif case.edit == "delete-solution-and-test":
+        solution = nb.cells[index["layer_norm"]]
+        nb.cells.remove(test)
+        nb.cells.remove(solution)
+    elif case.edit == "empty":
+        nb.cells = []
     nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
     if case.edit == "rename":
         (folder / f"{ASSIGNMENT}.ipynb").rename(folder / f"{ASSIGNMENT}-mine.ipynb")
+    elif case.edit == "notebook-symlink":
+        (folder / f"{ASSIGNMENT}.ipynb").unlink()
+        (folder / f"{ASSIGNMENT}.ipynb").symlink_to(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    elif case.edit == "notebook-fifo":
+        (folder / f"{ASSIGNMENT}.ipynb").unlink()
+        os.mkfifo(folder / f"{ASSIGNMENT}.ipynb")
+    elif case.edit == "symlinks":
+        (folder / "solution.txt").symlink_to(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+        (folder / "notes.txt").symlink_to(course / "root-only.txt")
     elif case.edit == "shadow":
         (folder / "lnkit.py").write_text(
             "class _Checks:\n"

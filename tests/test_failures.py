@@ -1,10 +1,14 @@
-"""Issue 5's failure corpus (tests/failures.py), graded by the real workflow: each case's exact score and message.
+"""The failure corpus (tests/failures.py), graded by the real workflow: each case's exact score, message and flags.
 
-In a temporary course directory (world-traversable, as a real course folder is, so that only the grading command's
-own tightening keeps student code out): `nbgrader generate_assignment`, every case submitted (plus a perfect and a
-blank student), `python -m lnkit.grading autograde 01-layernorm --jobs 2`, `nbgrader generate_feedback`. Then: the
-gradebook's score of each case, its feedback page, its integrity-report flags, one complete gradebook row per
-submission, the grades CSV. Time limits are small here (2 s per call, 8 s per kernel cell) to keep the module short.
+In a temporary course directory at the usual permissions (a checkout with umask 022: everything readable by others):
+`nbgrader generate_assignment`, every case submitted (plus a perfect and a blank student), `python -m lnkit.grading
+autograde 01-layernorm --jobs 2`, `nbgrader generate_feedback`, then plain `nbgrader autograde` again for a few
+attackers. Then: the gradebook's score of each case, its feedback page, its integrity-report flags, one complete
+gradebook row per submission, the grades CSV.
+
+When the tests run as root, the whole corpus is graded a second time by an ordinary user (an instructor without
+root, created for the test, the course in their home), with four CPU hogs running: every score must equal the quiet
+root run's. Time limits are small here (2 CPU seconds per call, 8 s per kernel cell) to keep the module short.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from pathlib import Path
 
 import pytest
 
+from accounts import as_user, make_user, remove_user, user_python
 from corpus import CORRECT, write_submission
-from failures import ASSIGNMENT, build, cases
+from failures import ASSIGNMENT, GRADER_TOKEN, build, cases
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+ATTACKERS = ["reads-hidden-tests", "private-reference", "notebook-is-a-fifo", "symlinks-in-submission"]
+INSTRUCTOR = "lnkit-instructor"
 
 
 def run(*cmd: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -36,39 +43,29 @@ def run(*cmd: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return out
 
 
-@pytest.fixture(scope="module")
-def graded():
-    # not pytest's tmp_path: its folders are closed to other users, which would hide the course from student code
-    # whatever the grading command does; a course folder open to others is the case to defend
-    course = Path(tempfile.mkdtemp(prefix="lnkit-failures-"))
-    os.chmod(course, 0o755)
-    try:
-        yield _grade(course)
-    finally:
-        shutil.rmtree(course, ignore_errors=True)
+def _limits() -> dict:
+    return {"LNKIT_CALL_SECONDS": "2", "LNKIT_START_SECONDS": "10", "LNKIT_KERNEL_CELL_SECONDS": "8",
+            "LNKIT_TEST_TOKEN": GRADER_TOKEN}  # a variable of the grader's that student code must never see
 
 
-def _grade(course: Path) -> dict:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", LNKIT_CALL_SECONDS="2",
-               LNKIT_START_SECONDS="10", LNKIT_KERNEL_CELL_SECONDS="8")
+def _prepare(course: Path, nbgrader: list[str], env: dict, runner) -> list:
     shutil.copytree(ROOT / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    (course / "root-only.txt").write_text("ROOT-ONLY-MARKER: a file only the grader may read\n")
     for path in [course, *course.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)  # as a course checked out with a usual umask
-    run(str(BIN / "nbgrader"), "generate_assignment", ASSIGNMENT, "--force", cwd=course, env=env)
+    os.chmod(course / "root-only.txt", 0o600)
+    runner(*nbgrader, "generate_assignment", ASSIGNMENT, "--force")
     corpus = cases(course)
     for case in corpus:
         build(course, case)
     for student, answers in (("perfect", CORRECT), ("blank", {})):
         write_submission(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", answers,
                          course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    for path in [course / "submitted", *(course / "submitted").rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return corpus
 
-    out = run(sys.executable, "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2", "--no-progress",
-              cwd=course, env=env)
-    run(str(BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, "--force", cwd=course, env=env)
 
+def _results(course: Path, corpus: list, out: subprocess.CompletedProcess) -> dict:
     from nbgrader.api import Gradebook
 
     scores, rows = {}, {}
@@ -84,9 +81,71 @@ def _grade(course: Path) -> dict:
         grades = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
     report = (course / "autograded" / f"integrity-{ASSIGNMENT}.md").read_text()
     modes = {p: os.stat(course / p).st_mode & 0o777 for p in ("solutions", "gradebook.db", "autograded")}
+    owners = {p: os.stat(course / p).st_uid for p in ("gradebook.db", "autograded", "feedback", "grades.csv")}
     return {"course": course, "cases": corpus, "scores": scores, "rows": rows, "flags": flags, "grades": grades,
-            "stdout": out.stdout, "report": report, "modes": modes,
+            "stdout": out.stdout, "report": report, "modes": modes, "owners": owners,
             "students": ["perfect", "blank", *(c.id for c in corpus)]}
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """The corpus graded by whoever runs the tests (root in CI), on a quiet machine."""
+    # not pytest's tmp_path: its folders are closed to other users; a course folder open to others is the case
+    course = Path(tempfile.mkdtemp(prefix="lnkit-failures-"))
+    os.chmod(course, 0o755)
+    if os.geteuid() == 0:
+        os.chown(course, 65534, 65534)  # the course folder's owner is not root: root's grading hands files back
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **_limits())
+    try:
+        corpus = _prepare(course, [str(BIN / "nbgrader")], env, lambda *a: run(*a, cwd=course, env=env))
+        out = run(sys.executable, "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2", "--no-progress",
+                  cwd=course, env=env)
+        run(str(BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, "--force", cwd=course, env=env)
+        results = _results(course, corpus, out)
+        # plain nbgrader autograde, the formgrader's path, on the same course: the same scores for the attackers
+        for student in ATTACKERS:
+            run(str(BIN / "nbgrader"), "autograde", ASSIGNMENT, "--force", "--student", student, cwd=course, env=env)
+        again = _results(course, corpus, out)
+        results["plain"] = {s: again["scores"][s][:2] for s in ATTACKERS}
+        yield results
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def graded_by_an_ordinary_user_under_load(tmp_path_factory):
+    """The same corpus graded by an instructor without root, the course in their home, four CPU hogs running."""
+    if os.geteuid() != 0:
+        pytest.skip("making an ordinary user needs root (run as an ordinary user, the first run is this one)")
+    home = make_user(INSTRUCTOR)
+    hogs = []
+    try:
+        base = Path(tempfile.mkdtemp(prefix="lnkit-userpy-"))
+        os.chmod(base, 0o755)
+        python = user_python(base)
+        course = home / "layernorm"
+        course.mkdir()
+        env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", **_limits()}
+        nbgrader = [str(python), "-m", "nbgrader"]
+
+        def as_instructor(*argv):
+            subprocess.run(["chown", "-R", f"{INSTRUCTOR}:{INSTRUCTOR}", str(course)], check=True)
+            return as_user(INSTRUCTOR, *argv, env=env, cwd=course)
+
+        corpus = _prepare(course, nbgrader, env, as_instructor)
+        subprocess.run(["chown", "-R", f"{INSTRUCTOR}:{INSTRUCTOR}", str(course)], check=True)
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+        out = as_user(INSTRUCTOR, str(python), "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2",
+                      "--no-progress", env=env, cwd=course)
+        for hog in hogs:
+            hog.kill()
+        as_user(INSTRUCTOR, *nbgrader, "generate_feedback", ASSIGNMENT, "--force", env=env, cwd=course)
+        left = subprocess.run(["pgrep", "-a", "-u", INSTRUCTOR], capture_output=True, text=True).stdout
+        yield {**_results(course, corpus, out), "left_running": left}
+    finally:
+        for hog in hogs:
+            hog.kill()
+        remove_user(INSTRUCTOR)
 
 
 def feedback(graded: dict, student: str) -> str:
@@ -130,6 +189,13 @@ def test_honest_students_score_as_before_and_are_not_flagged(graded):
     assert not [f for f in graded["flags"] if f["student"] in ("perfect", "blank")]
 
 
+def test_no_feedback_shows_the_hidden_tests(graded):
+    for student in graded["students"]:
+        page = feedback(graded, student)
+        assert "BEGIN HIDDEN TESTS" not in page and "hidden=True" not in page, student
+    assert "(hidden tests: not shown)" in feedback(graded, "perfect")
+
+
 def test_the_gradebook_has_one_complete_row_per_submission(graded):
     assert sorted(graded["rows"]) == sorted(graded["students"])
     assert set(graded["rows"].values()) == {1}
@@ -146,3 +212,34 @@ def test_hidden_tests_and_the_gradebook_are_closed_to_student_code(graded):
         assert mode & 0o005, (path, oct(mode))
     page = feedback(graded, "reads-hidden-tests")
     assert page.count("blocked: FileNotFoundError") >= 2 and "HIDDEN-TESTS-READ" not in page
+
+def test_plain_nbgrader_autograde_scores_the_attackers_as_the_parallel_command(graded):
+    assert graded["plain"] == {s: graded["scores"][s][:2] for s in ATTACKERS}
+
+
+def test_nothing_is_left_behind_on_the_machine(graded):
+    for where in ("/dev/shm/lnkit-fill", "/var/tmp/lnkit-fill"):
+        assert not os.path.exists(where), where
+    assert "left running after grading" not in graded["report"]
+
+
+def test_files_written_by_root_belong_to_the_course_owner(graded):
+    if os.geteuid() != 0:
+        pytest.skip("grading as an ordinary user writes files as that user")
+    for path, uid in graded["owners"].items():
+        if path != "feedback":  # written by the test's own `nbgrader generate_feedback`, as root
+            assert uid == 65534, (path, uid)
+
+
+def test_an_ordinary_user_under_load_grades_exactly_as_root_on_a_quiet_machine(graded,
+                                                                             graded_by_an_ordinary_user_under_load):
+    other = graded_by_an_ordinary_user_under_load
+    assert {s: v[:3] for s, v in other["scores"].items()} == {s: v[:3] for s, v in graded["scores"].items()}
+    assert "in a user namespace of the grader's user" in other["report"]
+    page = feedback(other, "reads-hidden-tests")
+    assert page.count("blocked: FileNotFoundError") >= 2 and "HIDDEN-TESTS-READ" not in page
+    for student in ("symlinks-in-submission", "prints-environment", "finds-course-from-lnkit"):
+        page = feedback(other, student)
+        for marker in ("BEGIN SOLUTION", "ROOT-ONLY-MARKER", GRADER_TOKEN):
+            assert marker not in page, (student, marker)
+    assert other["left_running"] == "", other["left_running"]

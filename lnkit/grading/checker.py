@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import importlib
 import io
 import json
 import sys
@@ -42,10 +43,89 @@ def free_names(source: str) -> list[str]:
     return sorted({n for n in read if n not in bound and not hasattr(builtins, n)})
 
 
-def run_test(source: str, server: StudentServer) -> dict:
-    namespace = {"__name__": "__main__"}
-    for name in free_names(source):
-        namespace[name] = RemoteFunction(server, name)
+def names_read(source: str) -> list[str]:
+    """Every name the test cell reads or deletes that is not a builtin (``a`` in ``assert a == 1``, ``np`` in
+    ``np.allclose``, ``squares`` in ``del squares``): the names the student's notebook may have to provide."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # the cell fails when it is run, with its SyntaxError
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store)}
+    return sorted(n for n in read if not hasattr(builtins, n))
+
+
+# Modules the checker never imports for a student's name, whatever the notebook bound to it: importing them does
+# something (opens a browser, prints, starts a program). Modules already imported here are always fine.
+_NEVER_IMPORTED = frozenset({"antigravity", "this", "idlelib", "turtledemo", "turtle", "tkinter"})
+
+
+class Unavailable:
+    """A name the student's notebook binds to something a test cell outside the kernel cannot have (a class, an
+    object that is not plain data, a module the checker does not load): any use of it fails, saying why."""
+
+    def __init__(self, name: str, why: str):
+        object.__setattr__(self, "_why", f"{name} is {why}: a test cell checked outside the kernel can use the "
+                                         f"notebook's functions, modules and plain data (numbers, strings, lists, "
+                                         f"tuples, dicts, NumPy arrays) only")
+
+    def _fail(self, *args, **kwargs):
+        raise NameError(self._why)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._fail()
+
+    __call__ = __bool__ = __iter__ = __len__ = __getitem__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = _fail
+    __ge__ = __add__ = __radd__ = __sub__ = __mul__ = __truediv__ = __float__ = __int__ = __index__ = _fail
+    __hash__ = object.__hash__
+
+
+def _module(name: str, module: str, packages: tuple):
+    """The checker's own copy of the module a notebook bound to ``name``, if it may import it here."""
+    parts = module.split(".") if isinstance(module, str) and module else [""]
+    if module in sys.modules:
+        return sys.modules[module]
+    if not all(p.isidentifier() and not p.startswith("_") for p in parts) or parts[0] in _NEVER_IMPORTED \
+            or parts[0] not in set(packages) | set(sys.stdlib_module_names):
+        return Unavailable(name, f"the module {module!r:.80}, which grading does not load")
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - not importable here: the test cell that uses it fails, saying so
+        return Unavailable(name, f"the module {module!r}, which cannot be imported here ({type(e).__name__})")
+
+
+def bind_student_names(tests: list[str], server: StudentServer, namespace: dict) -> None:
+    """Put into the test cells' namespace what each name they read is in the student's notebook: a function is a
+    :class:`RemoteFunction` (it runs in the student's sandbox), a module is the checker's own import of the same
+    module, plain data is its value rebuilt from bytes. A name the notebook does not define (or when its code could
+    not run at all) is a RemoteFunction too, which reports why when called."""
+    want = sorted({n for source in tests for n in names_read(source)})
+    server.want = want
+    try:
+        server.ensure_started()
+        names = server.names
+    except RemoteProblem:
+        names = {}  # the notebook's code did not run: each call says why (RemoteFunction raises the start problem)
+    for name in want:
+        info = names.get(name)
+        kind = info.get("kind") if info else None
+        if kind == "data":
+            namespace[name] = info["value"]
+        elif kind == "module":
+            namespace[name] = _module(name, info.get("module", ""), server.limits.packages)
+        elif kind == "other":
+            namespace[name] = Unavailable(name, f"a {info.get('type', 'value')}")
+        else:
+            namespace[name] = RemoteFunction(server, name)
+
+
+def run_test(source: str, server: StudentServer, namespace: dict | None = None) -> dict:
+    """Run one test cell. The test cells of a notebook share one namespace, as they share the kernel's: names an
+    earlier test cell defines are there for the later ones; the student's names are bound once, before the first."""
+    if namespace is None:
+        namespace = {"__name__": "__main__"}
+        bind_student_names([source], server, namespace)
     out = io.StringIO()
     verdict = {"passed": True, "stdout": "", "ename": "", "evalue": ""}
     start = time.perf_counter()
@@ -73,8 +153,10 @@ def run_job(job: dict) -> dict:
         return {"verdicts": [], "events": [], "load_errors": [], "error": str(e), "refused": True}
     try:
         verdicts = []
+        namespace = {"__name__": "__main__"}
+        bind_student_names([t["source"] for t in job["tests"]], server, namespace)
         for test in job["tests"]:
-            verdicts.append({"grade_id": test["grade_id"], **run_test(test["source"], server)})
+            verdicts.append({"grade_id": test["grade_id"], **run_test(test["source"], server, namespace)})
         return {"verdicts": verdicts, "events": server.events, "load_errors": server.load_errors,
                 "isolation": server.isolation}
     finally:

@@ -4,7 +4,8 @@ Two sources. The submission itself (read, never run): notebooks missing or renam
 test cells edited, deleted or turned into markdown, cells duplicated, and a static scan of the student's code for
 the known tricks. And what grading recorded in each autograded notebook's metadata (:mod:`.preprocessors`): a test
 that passed in the kernel but failed outside it, limits hit, references called, results refused, a kernel that
-stopped. Whether isolation by user was on is said once, at the top of the report.
+stopped, nbgrader metadata restored from the instructor's source. And what intake refused (:mod:`.intake`): links,
+FIFOs, devices, files past the caps. How student code was isolated is said once, at the top of the report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import glob
 import json
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass
 
 
@@ -44,7 +46,7 @@ PATTERNS = [
 class Flag:
     student: str
     notebook: str
-    kind: str  # "tampering", "structure", "limit", "reference", "grading"
+    kind: str  # "tampering", "structure", "intake", "limit", "reference", "grading", "gradebook"
     detail: str
 
 
@@ -99,12 +101,26 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
         if stem in SHADOWED and (entry.endswith(".py") or os.path.isdir(os.path.join(folder, entry))):
             flags.append(Flag(student, "", "tampering", f"the submission contains {entry}, which shadows the "
                                                         f"package {stem} in the notebook's folder"))
+    for item in _refused(course, student, assignment):
+        flags.append(Flag(student, "", "intake", f"{item.get('file')} was refused: {item.get('why')} (moved aside to "
+                                                 f"{item.get('kept_at')}, never read)"))
     for name in notebooks:
         path = os.path.join(folder, f"{name}.ipynb")
         release = os.path.join(release_dir, assignment, f"{name}.ipynb")
-        if os.path.exists(path) and os.path.exists(release):
+        # a regular file only (intake moved links and FIFOs aside; this never opens one, whatever ran before)
+        if os.path.exists(release) and os.path.lexists(path) and stat.S_ISREG(os.lstat(path).st_mode):
             flags += _scan_notebook(student, name, path, release)
     return flags
+
+
+def _refused(course: str, student: str, assignment: str) -> list[dict]:
+    """What intake (:mod:`.intake`) moved aside from this submission."""
+    path = os.path.join(course, "submitted", student, f".refused-{assignment}", "intake.json")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return []
 
 
 def _scan_notebook(student: str, name: str, path: str, release_path: str) -> list[Flag]:
@@ -166,6 +182,8 @@ def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]
                     "RecursionError": "recursed without end"}.get(event["event"], event["event"])
             where = event.get("function") or "the notebook's code"
             flags.append(Flag(student, name, kind, f"{where} {what} ({str(event.get('detail', ''))[:160]})"))
+        for change in record.get("intake", {}).get("metadata_changes", []):
+            flags.append(Flag(student, name, "tampering", f"nbgrader metadata: {change}"))
         if record.get("kernel"):
             flags.append(Flag(student, name, "limit", record["kernel"]["message"] + " (in the kernel)"))
         if record.get("checker_error"):

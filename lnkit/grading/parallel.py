@@ -35,14 +35,22 @@ class Outcome:
     grades: str = ""
 
 
-def refusal(course: str) -> str:
-    """Why the course's configuration forbids grading here ("" when a sandbox can be made, or it opted out)."""
+def _settings(course: str):
+    """The course's GradingSandbox settings, read from its nbgrader_config.py as nbgrader reads them."""
     from traitlets.config.loader import PyFileConfigLoader
 
     from .kernel import GradingSandbox
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=course).load_config()
-    return GradingSandbox(config=config).refusal()
+    return GradingSandbox(config=PyFileConfigLoader("nbgrader_config.py", path=course).load_config())
+
+
+def refusal(course: str) -> str:
+    """Why the course's configuration forbids grading here ("" when a sandbox can be made, or it opted out)."""
+    return _settings(course).refusal()
+
+
+def _uid_base(course: str) -> int:
+    return _settings(course).uid_base
 
 
 def _manual_scores(db_url: str, assignment: str) -> dict:
@@ -54,8 +62,9 @@ def _manual_scores(db_url: str, assignment: str) -> dict:
                 for sub in gb.assignment_submissions(assignment) for nb in sub.notebooks for g in nb.grades}
 
 
-def leftover_processes(uid_base: int) -> list[str]:
-    """As root: processes running as a sandbox uid once grading is over (none can outlive its PID namespace)."""
+def leftover_processes(uids: set[int]) -> list[str]:
+    """As root: processes still running as the sandbox uid of a student this run graded, which none should be (each
+    sandbox ends with its PID namespace). They are killed. Only this run's uids: another course may be grading."""
     if os.geteuid() != 0:
         return []
     found = []
@@ -64,7 +73,7 @@ def leftover_processes(uid_base: int) -> list[str]:
             uid = os.stat(f"/proc/{pid}").st_uid if pid.isdigit() else -1
         except OSError:
             continue
-        if uid_base <= uid < uid_base + 1_000_000:
+        if uid in uids:
             found.append(f"process {pid} of sandbox uid {uid}")
             sandbox.kill_tree(int(pid))
     return found
@@ -237,7 +246,8 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
             outcome.flags.append(integrity.Flag(student, nb, "gradebook", f"a manual score ({score}) appeared on "
                                                 f"{cell} during autograding, which sets none"))
     extra = [f"{m}" for m in outcome.mismatches]
-    extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(2_100_000_000)]
+    uids = {sandbox.sandbox_uid(f"{student}/{assignment}", _uid_base(course)) for student in students}
+    extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(uids)]
     extra.append("student code ran in a bubblewrap sandbox per student: " + (
         "as root, each with a uid of its own" if os.geteuid() == 0 else "in a user namespace of the grader's user")
         + "; no network, no course folder, only the assignment's packages; CPU-time limits")

@@ -25,7 +25,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor, OverwriteCells
+from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Float
 
 from . import sandbox
@@ -37,6 +37,18 @@ from .remote import SandboxRefused
 
 def _record(nb: NotebookNode, **items) -> None:
     nb.metadata.setdefault(METADATA_KEY, {}).update(items)  # read back by lnkit.grading.integrity
+
+
+class HiddenTestsOutOfFeedback(ClearHiddenTests):
+    """nbgrader's ClearHiddenTests for the feedback: the hidden tests' source leaves the test cells (stock
+    generate_feedback shows it to every student). Only the instructor's test cells are touched; a student's own cell
+    that happens to hold the delimiters is left as the student wrote it, and never stops the feedback."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell):
+            if self._remove_hidden_test_region(cell):
+                cell.source = cell.source.rstrip("\n") + "\n# (hidden tests: not shown)"
+        return cell, resources
 
 
 class DeduplicateIdsFully(DeduplicateIds):
@@ -138,9 +150,10 @@ class OverwriteCellsFromSource(OverwriteCells):
         if name in self._grade or name in self._task:
             meta["points"] = self._grade.get(name, self._task.get(name))
         note = self.missing_cell_notification.format(cell_id=name)
+        if src.cell_type == "code":  # the notice as comment lines, then the cell's own first line intact
+            note = "".join(f"# {line}\n" for line in note.strip().splitlines())
         cell = NotebookNode(cell_type=src.cell_type, metadata=NotebookNode(nbgrader=NotebookNode(meta)),
-                            source=("# " + note.replace("\n", "\n# ") if src.cell_type == "code" else note)
-                            + src.source)
+                            source=note + src.source)
         if src.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         if src.locked:

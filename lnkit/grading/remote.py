@@ -9,6 +9,8 @@ that died, a result that is not plain data.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import os
 import select
 import signal
@@ -69,6 +71,23 @@ class StudentRaised(RemoteProblem):
     def __init__(self, type_name: str, message: str):
         super().__init__(f"{type_name}: {message}")
         self.type_name, self.message = type_name, message
+
+    @classmethod
+    def of(cls, type_name: str, message: str) -> StudentRaised:
+        """The student's exception as the checker raises it: when it is a built-in exception (``ValueError``), also
+        an instance of that type, so that a test cell's ``except ValueError`` catches it as it would in the kernel."""
+        return _raised_type(type_name)(type_name, message)
+
+
+@functools.lru_cache(maxsize=None)
+def _raised_type(type_name: str) -> type:
+    builtin = getattr(builtins, type_name, None) if type_name.isidentifier() else None
+    if not (isinstance(builtin, type) and issubclass(builtin, Exception)) or builtin is Exception:
+        return StudentRaised
+    try:
+        return type(type_name, (StudentRaised, builtin), {"__module__": "builtins", "__str__": BaseException.__str__})
+    except TypeError:  # a built-in whose layout cannot be combined (OSError's family): the plain kind
+        return StudentRaised
 
 
 class ReferenceCalled(RemoteProblem):
@@ -197,6 +216,8 @@ class StudentServer:
         self.proc: subprocess.Popen | None = None
         self.start_problem: RemoteProblem | None = None
         self.callables: list[str] = []
+        self.want: list[str] = []  # names the test cells read: the server says what each is (see globals_info)
+        self.names: dict = {}  # name -> {"kind": "callable" | "module" | "data" | "other", ...}, values decoded
         self.load_errors: list[dict] = []
         self.events: list[dict] = []  # what happened, for the integrity report
         self.support_sent = False
@@ -307,15 +328,28 @@ class StudentServer:
         self._spawn()
         request = {"op": "load", "cells": self.cells,
                    "refuse": [m for m in _REFUSED if m not in self.limits.packages],
-                   "support": [_stand_in_source(n) for n in self.stand_ins], "stand_ins": list(self.stand_ins)}
+                   "support": [_stand_in_source(n) for n in self.stand_ins], "stand_ins": list(self.stand_ins),
+                   "want": list(self.want)}
         try:
-            reply, _ = self._exchange(request, [], self.limits.start_seconds, True)
+            reply, blobs = self._exchange(request, [], self.limits.start_seconds, True)
         except RemoteProblem as problem:
             self.start_problem = problem  # the same code would fail the same way: do not retry it for every check
             self._note({"event": problem.kind, "when": "start", "detail": str(problem)})
             raise
         self.callables = reply.get("callables", [])
         self.load_errors = reply.get("errors", [])
+        self.names = {}
+        for name, info in (reply.get("names") or {}).items():
+            if not isinstance(info, dict) or name not in self.want:
+                continue
+            if info.get("kind") == "data":
+                try:  # plain data only: wire rebuilds numbers, strings, containers and numeric arrays, never a pickle
+                    value = wire.decode_value(info.get("value"), blobs)
+                    info = ({"kind": "other", "type": value.type_name} if isinstance(value, wire.Opaque)
+                            else {"kind": "data", "value": value})
+                except (wire.WireError, ValueError, TypeError, IndexError, KeyError) as e:
+                    info = {"kind": "other", "type": f"value that could not be read ({e})"}
+            self.names[name] = info
 
     def _note(self, event: dict) -> None:
         """Remember an event once per kind and function (a check may meet the same problem on every case)."""
@@ -370,7 +404,7 @@ class StudentServer:
         if status == "raised":
             if reply.get("type") in ("SystemExit", "KeyboardInterrupt", "RecursionError"):
                 self._note({"event": reply["type"], "function": name, "detail": reply.get("message", "")})
-            raise StudentRaised(reply.get("type", "Exception"), reply.get("message", ""))
+            raise StudentRaised.of(str(reply.get("type", "Exception")), str(reply.get("message", "")))
         if status != "ok":
             raise ProcessDied(f"it sent an unexpected reply {status!r}")
         result = wire.decode_value(reply["result"], rblobs)

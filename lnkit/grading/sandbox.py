@@ -88,9 +88,12 @@ def unavailable() -> str:
 
 
 def _site_dirs() -> list[str]:
-    """This environment's site folders (not the current folder: a clone's lnkit.egg-info is no distribution)."""
+    """This environment's site folders, as sys.path lists them (not the current folder: a clone's lnkit.egg-info
+    is no distribution)."""
     paths = sysconfig.get_paths()
-    return sorted({paths["purelib"], paths["platlib"]})
+    found = {paths["purelib"], paths["platlib"]}
+    found.update(p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages")))
+    return sorted(p for p in found if os.path.isdir(p))
 
 
 @functools.lru_cache(maxsize=None)

@@ -32,42 +32,55 @@ try:  # inside the sandbox this file runs next to wire.py, outside any package
 except ImportError:
     import wire  # type: ignore[no-redef]
 
-_REFUSAL = "__lnkit_refused__"
-
-
 class ReferenceRefused(BaseException):
-    """Raised by anything called from a refused module. A BaseException: `except Exception` in student code misses it."""
+    """Raised when student code uses what a refused call gave back. A BaseException: `except Exception` misses it."""
 
 
 class _Refusals:
-    """Remembers the first refused name the student's code called (even if it caught the exception)."""
+    """Every refused name the student's code called during a call (even if it caught the exception)."""
 
     def __init__(self):
-        self.called: str | None = None
+        self.names: list[str] = []
 
-    def __call__(self, name: str):
-        if self.called is None:
-            self.called = name
-        raise ReferenceRefused(name)
+    def reset(self) -> None:
+        self.names = []
+
+    @property
+    def called(self) -> str | None:
+        """The name to report: the first normalization called (F.layer_norm rather than the torch.from_numpy that
+        fed it), else the first name called."""
+        for name in self.names:
+            if "norm" in name.rsplit(".", 1)[-1].lower():
+                return name
+        return self.names[0] if self.names else None
 
 
 REFUSALS = _Refusals()
 
 
 class _RefusedName:
-    """Any name reached in a refused module: calling it is calling the reference; its attributes are more of it."""
+    """Any name reached in a refused module. Calling it is recorded and gives back another refused value, so that
+    the student's code runs on to the normalization it meant to call (which is the name the check reports); using a
+    refused value in any other way (arithmetic, truth, iteration, conversion) raises ReferenceRefused."""
 
     def __init__(self, qualname: str):
-        self.__qualname = qualname
-        self.__name__ = qualname.rsplit(".", 1)[-1]
+        object.__setattr__(self, "_qualname", qualname)
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        return _RefusedName(f"{self.__qualname}.{name}")
+        return _RefusedName(f"{self._qualname}.{name}")
 
     def __call__(self, *args, **kwargs):
-        REFUSALS(self.__qualname)
+        REFUSALS.names.append(self._qualname)
+        return _RefusedName(f"{self._qualname}(...)")
+
+    def _refuse(self, *args, **kwargs):
+        raise ReferenceRefused(self._qualname)
+
+    __bool__ = __iter__ = __len__ = __getitem__ = __index__ = __int__ = __float__ = __array__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _refuse
+    __matmul__ = __rmatmul__ = __pow__ = __neg__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
 
 
 class _Refused(types.ModuleType):
@@ -149,7 +162,10 @@ class Server:
                 errors.append({"cell": i, "type": type(e).__name__, "message": _message(e)})
         callables = sorted(k for k, v in self.namespace.items() if not k.startswith("__") and callable(v)
                            and not isinstance(v, type) and not isinstance(v, types.ModuleType))
-        return {"status": "ok", "callables": callables, "errors": errors}
+        blobs: list = []
+        names = {name: _describe(self.namespace[name], blobs) for name in request.get("want", ())
+                 if isinstance(name, str) and name in self.namespace}
+        return {"status": "ok", "callables": callables, "errors": errors, "names": names}, blobs
 
     def _rebuilders(self) -> dict:
         """Chapter 6's sublayer and norm, rebuilt from their plain state by the support classes, when sent."""
@@ -176,7 +192,7 @@ class Server:
             if stand in self.stand_ins and callable(self.namespace.get(stand)):
                 swapped[stand] = self.namespace[stand]
                 self.namespace[stand] = _recording(self.stand_ins[stand], stand, used)
-        REFUSALS.called = None
+        REFUSALS.reset()
         spy = _Spy(_SPIES.get(request.get("spy") or ""))
         try:
             with spy:
@@ -208,7 +224,7 @@ class Server:
                 return  # the checker is gone
             op = request.get("op")
             if op == "load":
-                reply, out = self.load(request), []
+                reply, out = self.load(request)
             elif op == "call":
                 reply, out = self.call(request, blobs)
             elif op == "bye":
@@ -216,6 +232,38 @@ class Server:
             else:
                 reply, out = {"status": "error", "message": f"unknown op {op!r}"}, []
             wire.write_frame(self.wfd, reply, out)
+
+
+MAX_VALUE_BYTES = 64 * 1024**2  # the largest variable sent to the checker (a test cell that reads it gets a refusal)
+
+
+def _describe(value, blobs: list) -> dict:
+    """What one of the notebook's global names is, for a test cell that reads it outside the kernel: a function
+    (called remotely), a module (by name: the checker imports its own copy, if it may), or plain data (its value, in
+    wire's plain encoding: numbers, strings, lists, tuples, dicts of them and numeric NumPy arrays, never a pickle).
+    Anything else is named by its type, and the checker refuses it to the test cell."""
+    mark = len(blobs)
+    try:
+        return _describe_value(value, blobs)
+    except BaseException as e:  # noqa: BLE001 - a student's object that fails even to be looked at
+        del blobs[mark:]
+        return {"kind": "other", "type": f"value that cannot be read ({type(e).__name__})"}
+
+
+def _describe_value(value, blobs: list) -> dict:
+    if isinstance(value, types.ModuleType):
+        name = value.__name__ if type(value.__name__) is str else ""
+        return {"kind": "module", "module": name}
+    if isinstance(value, type):
+        return {"kind": "other", "type": "class"}
+    if callable(value):
+        return {"kind": "callable"}
+    mark = len(blobs)
+    tree = wire.encode_value(value, blobs)
+    if sum(len(b) for b in blobs[mark:]) > MAX_VALUE_BYTES:
+        del blobs[mark:]
+        return {"kind": "other", "type": f"{wire._type_name(value)} larger than {MAX_VALUE_BYTES // 1024**2} MiB"}
+    return {"kind": "data", "value": tree}
 
 
 def _recording(func, name: str, used: dict):

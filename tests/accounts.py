@@ -1,0 +1,73 @@
+"""Real Linux users for the tests that play people: an instructor without root, students on a hub.
+
+Only root can make them; each test that does removes them afterwards (homes included). `user_python` gives them a
+Python that sees this environment's packages even where our interpreter sits in a folder they cannot enter (pyenv
+under /root): a system Python of the same version, in a virtual environment of its own whose site-packages adds ours,
+with this environment's scripts (nbgrader, alembic, jupyter-*) pointed at it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+
+def run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    out = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    assert out.returncode == 0, f"{' '.join(argv)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def make_user(name: str, *groups: str) -> Path:
+    """A new account, its home made by `useradd -m` with the machine's usual settings; returns the home."""
+    remove_user(name)
+    run("useradd", "-m", "-s", "/bin/bash", *(["-G", ",".join(groups)] if groups else []), name)
+    return Path(os.path.expanduser(f"~{name}"))
+
+
+def remove_user(name: str) -> None:
+    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+
+
+def user_python(base: Path) -> Path:
+    """A Python every user can run that sees this environment's packages (see the module's docstring)."""
+    venv = base / "env"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system_python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
+    assert system_python, f"ordinary users need a python{version} outside /root (apt-get install python{version})"
+    run(system_python, "-m", "venv", "--without-pip", str(venv))
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    their_lib = Path(run(str(venv / "bin" / "python"), "-c",
+                         "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
+    (their_lib / "lnkit_course.pth").write_text(f"import site; site.addsitedir({str(purelib)!r})\n")
+    for sub in ("share", "etc"):
+        (venv / sub).mkdir(exist_ok=True)
+        if (Path(sys.prefix) / sub / "jupyter").exists():
+            (venv / sub / "jupyter").symlink_to(Path(sys.prefix) / sub / "jupyter")
+    for script in (Path(sys.prefix) / "bin").iterdir():
+        try:
+            first, rest = script.read_text().split("\n", 1)
+        except (UnicodeDecodeError, ValueError, IsADirectoryError):
+            continue
+        if first.startswith("#!") and "python" in first and not (venv / "bin" / script.name).exists():
+            target = venv / "bin" / script.name
+            target.write_text(f"#!{venv / 'bin' / 'python'}\n{rest}")
+            target.chmod(0o755)
+    for path in [base, *base.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o005 | (0o050 if path.is_dir() else 0))
+    return venv / "bin" / "python"
+
+
+def as_user(name: str, *argv: str, env: dict, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """argv run as user name (runuser: no password, no login shell), with exactly env."""
+    cmd = ["runuser", "-u", name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, f"{' '.join(argv)} as {name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
