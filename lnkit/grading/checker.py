@@ -128,7 +128,7 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
         bind_student_names([source], server, namespace)
     out = io.StringIO()
     verdict = {"passed": True, "stdout": "", "ename": "", "evalue": ""}
-    start = time.perf_counter()
+    start, took_before = time.perf_counter(), server.seconds
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         try:
             exec(compile(source, "<test cell>", "exec"), namespace)  # noqa: S102 - the instructor's test cell
@@ -136,6 +136,14 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
             verdict.update(passed=False, ename=type(problem).__name__, evalue=problem.describe("the function"))
         except BaseException as e:  # noqa: BLE001 - a failing check is an AssertionError; anything else fails too
             verdict.update(passed=False, ename=type(e).__name__, evalue=str(e))
+    took = server.seconds - took_before
+    limit = server.limits.cell_seconds
+    if verdict["passed"] and limit is not None and took > limit:
+        # nbgrader's Execute.timeout, per cell as in the kernel, but timed by what the student's code took (its calls,
+        # less any wait for a CPU): a busy machine never fails a cell. A failure already found keeps its own message.
+        verdict.update(passed=False, ename="TimeoutError",
+                       evalue=f"the student code this test cell ran took {took:.1f} s, more than the time limit of "
+                              f"{limit:g} s per cell (c.Execute.timeout)")
     verdict["stdout"] = out.getvalue()
     verdict["seconds"] = round(time.perf_counter() - start, 3)
     return verdict

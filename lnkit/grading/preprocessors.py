@@ -235,6 +235,16 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                  and not utils.is_solution(c)]
         if not tests:
             return nb, resources
+        execute = SafeExecute(config=self.config)
+        if not execute.enabled:
+            # `nbgrader autograde --no-execute`: the instructor asked for no student code to run. As in nbgrader, the
+            # test cells keep the outputs saved in the submission, which are the student's own; the notebook's
+            # metadata records that these scores were not verified (lnkit_grading.not_executed).
+            self.log.warning("--no-execute: no student code is run; the test cells are scored from the outputs saved "
+                             "in the submission, which the student could have edited (not verified)")
+            _record(nb, not_executed=True)
+            return nb, resources
+        timeout = execute.timeout if execute.timeout and execute.timeout > 0 else None
         settings = GradingSandbox(parent=self)
         folder = resources.get("metadata", {}).get("path") or "."
         student, assignment = submission_of(folder)
@@ -248,7 +258,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                        "memory_bytes": settings.memory_bytes, "cpu_seconds": settings.cpu_seconds,
                        "packages": list(settings.packages_for(assignment)), "key": f"{student}/{assignment}",
                        "files": files, "uid_base": settings.uid_base,
-                       "allow_unsandboxed": settings.allow_unsandboxed},
+                       "allow_unsandboxed": settings.allow_unsandboxed, "cell_seconds": timeout},
             "secret": course_secret(info["db_url"]).hex(),
         }
         result = self._run_checker(job)

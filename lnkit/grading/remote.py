@@ -37,8 +37,11 @@ class Limits:
     files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
     uid_base: int = 2_100_000_000
     allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox
+    cell_seconds: float | None = None  # c.Execute.timeout: the student code one test cell calls, in seconds
 
     def __post_init__(self):
+        if self.cell_seconds is not None and not self.cell_seconds > 0:
+            raise ValueError(f"Limits.cell_seconds must be a positive number or None; got {self.cell_seconds!r}")
         for name in ("call_seconds", "start_seconds", "wall_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be a positive number; got {getattr(self, name)!r}")
@@ -220,6 +223,7 @@ class StudentServer:
         self.names: dict = {}  # name -> {"kind": "callable" | "module" | "data" | "other", ...}, values decoded
         self.load_errors: list[dict] = []
         self.events: list[dict] = []  # what happened, for the integrity report
+        self.seconds = 0.0  # the time the student's calls took, not counting waits for a CPU (see server.py)
         self.support_sent = False
         self._stand_in_server: StudentServer | None = None
         reason = sandbox.unavailable()
@@ -368,7 +372,12 @@ class StudentServer:
     def call(self, name: str, args: tuple, kwargs: dict, spy: str = "", stand_in=()):
         """Call the student's function: ``(result, args_after, info)``, or raise a RemoteProblem."""
         if stand_in and not self.stand_ins:
-            return self._with_stand_ins(tuple(stand_in)).call(name, args, kwargs, spy, stand_in)
+            other = self._with_stand_ins(tuple(stand_in))
+            before = other.seconds
+            try:
+                return other.call(name, args, kwargs, spy, stand_in)
+            finally:
+                self.seconds += other.seconds - before
         self.ensure_started()
         blobs: list = []
         specials: list = []
@@ -399,6 +408,9 @@ class StudentServer:
             raise MemoryLimit(self.limits.memory_bytes, reply.get("message", ""))
         if status == "missing":
             raise NotDefined(reply.get("message", f"{name} is not defined"))
+        took = reply.get("seconds")
+        if type(took) in (int, float) and took >= 0:
+            self.seconds += took
         after = [None if t is None else wire.decode_value(t, rblobs) for t in reply.get("args_after", [])]
         info = {"stand_in_used": reply.get("stand_in_used", [])}
         if status == "raised":
