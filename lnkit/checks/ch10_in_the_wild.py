@@ -148,7 +148,11 @@ def _fused_cases(hidden: bool) -> list[_Case]:
         else:
             residual = _rows(rng, x.shape, x.dtype, 0.0, 1.0)
             if "constant" in c.tags and x.ndim >= 2 and x.shape[-2] > 1:
-                residual[..., 1, :] = 0  # the constant row of x stays constant in the sum
+                # a constant row of the sum, 1.5 + 1.0: values whose sums and means are exact in every float dtype,
+                # so that a correct answer's variance there is exactly 0 (and its output exactly beta)
+                x = x.copy()
+                x[..., 1, :] = 1.5
+                residual[..., 1, :] = 1.0
         h_tol = _tol(x.dtype, 2.0)
         cases.append(_Case((x, residual, gamma, beta, eps), c.desc, c.tags, [c.tol[0], (h_tol, h_tol)]))
     return cases
