@@ -44,14 +44,14 @@ def free_names(source: str) -> list[str]:
 
 
 def names_read(source: str) -> list[str]:
-    """Every name the test cell reads or deletes that is not a builtin (``a`` in ``assert a == 1``, ``np`` in
-    ``np.allclose``, ``squares`` in ``del squares``): the names the student's notebook may have to provide."""
+    """Every name the test cell uses that is not a builtin (``a`` in ``assert a == 1``, ``np`` in ``np.allclose``,
+    ``squares`` in ``del squares``): the names the student's notebook may provide, or that the cell may change."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []  # the cell fails when it is run, with its SyntaxError
-    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store)}
-    return sorted(n for n in read if not hasattr(builtins, n))
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return sorted(n for n in used if not hasattr(builtins, n))
 
 
 # Modules the checker never imports for a student's name, whatever the notebook bound to it: importing them does
@@ -81,18 +81,32 @@ class Unavailable:
     __hash__ = object.__hash__
 
 
-def _module(name: str, module: str, packages: tuple):
-    """The checker's own copy of the module a notebook bound to ``name``, if it may import it here."""
+def _module(name: str, module: str, packages: tuple, what: str = "the module"):
+    """The checker's own copy of the module a notebook bound to ``name``, if it may import it here: only the standard
+    library and the packages the assignment grants the sandbox (never lnkit: nothing a student's name can reach here
+    is a reference the sandbox lacks)."""
     parts = module.split(".") if isinstance(module, str) and module else [""]
-    if module in sys.modules:
-        return sys.modules[module]
-    if not all(p.isidentifier() and not p.startswith("_") for p in parts) or parts[0] in _NEVER_IMPORTED \
-            or parts[0] not in set(packages) | set(sys.stdlib_module_names):
-        return Unavailable(name, f"the module {module!r:.80}, which grading does not load")
+    allowed = set(packages) | set(sys.stdlib_module_names)
+    if not all(p.isidentifier() and not p.startswith("_") for p in parts[1:]) or parts[0] in _NEVER_IMPORTED \
+            or parts[0] not in allowed or "lnkit" in parts:
+        return Unavailable(name, f"{what} {module!r:.80}, which grading does not load")
     try:
         return importlib.import_module(module)
     except Exception as e:  # noqa: BLE001 - not importable here: the test cell that uses it fails, saying so
-        return Unavailable(name, f"the module {module!r}, which cannot be imported here ({type(e).__name__})")
+        return Unavailable(name, f"{what} {module!r:.80}, which cannot be imported here ({type(e).__name__})")
+
+
+def _class(name: str, module: str, qualname: str, packages: tuple):
+    """The checker's own copy of a class the notebook imported (``from collections import OrderedDict``)."""
+    where = _module(name, module, packages, what=f"the class {qualname!r:.80} of the module")
+    if isinstance(where, Unavailable):
+        return where
+    found = where
+    for part in qualname.split(".") if isinstance(qualname, str) and qualname else [""]:
+        found = getattr(found, part, None) if part.isidentifier() and not part.startswith("__") else None
+    if not isinstance(found, type):
+        return Unavailable(name, f"the class {qualname!r:.80} of {module!r:.80}, which grading cannot import")
+    return found
 
 
 def bind_student_names(tests: list[str], server: StudentServer, namespace: dict) -> None:
@@ -114,10 +128,45 @@ def bind_student_names(tests: list[str], server: StudentServer, namespace: dict)
             namespace[name] = info["value"]
         elif kind == "module":
             namespace[name] = _module(name, info.get("module", ""), server.limits.packages)
+        elif kind == "class":
+            namespace[name] = _class(name, info.get("module", ""), info.get("qualname", ""), server.limits.packages)
         elif kind == "other":
             namespace[name] = Unavailable(name, f"a {info.get('type', 'value')}")
         else:
             namespace[name] = RemoteFunction(server, name)
+
+
+class _CellNames(dict):
+    """The test cell's top-level names (exec's ``locals``): they live in the shared namespace, and deleting or
+    assigning one of the notebook's own names (a function or plain data) does the same in the student's process, as
+    it would in the kernel: ``del squares`` makes the student's ``sum_of_squares`` fail with a NameError there."""
+
+    def __init__(self, namespace: dict, server: StudentServer):
+        super().__init__()
+        self.namespace, self.server = namespace, server
+        self.student = {n for n, info in server.names.items() if info.get("kind") in ("callable", "data")}
+
+    def __getitem__(self, name):
+        return self.namespace[name]
+
+    def __contains__(self, name):
+        return name in self.namespace
+
+    def get(self, name, default=None):
+        return self.namespace.get(name, default)
+
+    def __setitem__(self, name, value):
+        self.namespace[name] = value
+        if name in self.student:
+            if isinstance(value, RemoteFunction) and value.server is self.server:
+                self.server.rebind(name, source=value.name)
+            else:
+                self.server.rebind(name, value=value)
+
+    def __delitem__(self, name):
+        del self.namespace[name]
+        if name in self.student:
+            self.server.rebind(name, delete=True)
 
 
 def run_test(source: str, server: StudentServer, namespace: dict | None = None) -> dict:
@@ -131,9 +180,11 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
     start, took_before = time.perf_counter(), server.seconds
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         try:
-            exec(compile(source, "<test cell>", "exec"), namespace)  # noqa: S102 - the instructor's test cell
+            exec(compile(source, "<test cell>", "exec"), namespace,  # noqa: S102 - the instructor's test cell
+                 _CellNames(namespace, server))
         except RemoteProblem as problem:  # raised outside a check (a test cell that calls the function itself)
-            verdict.update(passed=False, ename=type(problem).__name__, evalue=problem.describe("the function"))
+            verdict.update(passed=False, ename=type(problem).__name__,
+                           evalue=problem.describe(getattr(problem, "function", "the function")))
         except BaseException as e:  # noqa: BLE001 - a failing check is an AssertionError; anything else fails too
             verdict.update(passed=False, ename=type(e).__name__, evalue=str(e))
     took = server.seconds - took_before

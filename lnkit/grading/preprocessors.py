@@ -161,6 +161,56 @@ class OverwriteCellsFromSource(OverwriteCells):
         return cell
 
 
+# Names a test cell can use only inside an IPython kernel: the checker that decides the score is plain Python.
+_IPYTHON_ONLY = ("get_ipython", "display", "In", "Out")
+
+
+def outside_problem(source: str) -> str:
+    """Why the checker cannot run this test cell outside the kernel ("" when it can): IPython syntax (magics, shell
+    commands) or IPython's own names. Every other test cell runs there as it runs in the kernel."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        try:
+            ast.parse(TransformerManager().transform_cell(source))
+        except SyntaxError:
+            return f"it is not valid Python (line {e.lineno}: {e.msg})"
+        return (f"it uses IPython syntax (a %magic or !command, line {e.lineno}), which only a kernel runs; write it "
+                f"as plain Python")
+    used = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & set(_IPYTHON_ONLY))
+    if used:
+        return f"it uses IPython's {', '.join(used)}, which only a kernel has; write it as plain Python"
+    return ""
+
+
+class RunnableOutsideKernel(NbGraderPreprocessor):
+    """For ``nbgrader generate_assignment``: refuse, with a clear error, a test cell that the checker could not run
+    outside the student's kernel (it would fail for every student). In ``nbgrader_config.py``, nbgrader's list with
+    this one after InstantiateTests (which writes out the AUTOTEST lines)::
+
+        c.GenerateAssignment.preprocessors = [
+            "nbgrader.preprocessors.IncludeHeaderFooter", "nbgrader.preprocessors.InstantiateTests",
+            "lnkit.grading.preprocessors.RunnableOutsideKernel", "nbgrader.preprocessors.LockCells",
+            "nbgrader.preprocessors.ClearSolutions", "nbgrader.preprocessors.ClearOutput",
+            "nbgrader.preprocessors.CheckCellMetadata", "nbgrader.preprocessors.ComputeChecksums",
+            "nbgrader.preprocessors.SaveCells", "nbgrader.preprocessors.ClearHiddenTests",
+            "nbgrader.preprocessors.ClearMarkScheme", "nbgrader.preprocessors.ComputeChecksums",
+            "nbgrader.preprocessors.CheckCellMetadata"]
+    """
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell):
+            problem = outside_problem(cell.source)
+            if problem:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", f"#{cell_index}")
+                raise ValueError(f"test cell {grade_id!r} cannot be graded outside the student's kernel: {problem}")
+        return cell, resources
+
+
 class SafeExecute(Execute):
     """nbgrader's Execute, in an isolated kernel, where a dead or stuck kernel ends the run and grading goes on."""
 

@@ -154,7 +154,7 @@ class RefusedResult(RemoteProblem):
                 f"could make any comparison pass, so grading refuses it.")
 
 
-class NotDefined(RemoteProblem):
+class NotDefined(RemoteProblem, NameError):
     kind = "missing"
 
     def describe(self, fname: str) -> str:
@@ -355,6 +355,25 @@ class StudentServer:
                     info = {"kind": "other", "type": f"value that could not be read ({e})"}
             self.names[name] = info
 
+    def rebind(self, name: str, *, delete: bool = False, source: str | None = None, value=None) -> None:
+        """Delete or assign one of the notebook's names in the student's process, as a test cell did here: the new
+        value is another of its objects (``source``, by name) or plain data. Nothing is sent when the server is not
+        running (it would start from the notebook's code anyway), nor when the value is not plain data."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        header: dict = {"op": "rebind", "name": name, "delete": delete}
+        blobs: list = []
+        if source is not None:
+            header["from"] = source
+        elif not delete:
+            header["value"] = wire.encode_value(value, blobs)
+            if _find_opaque(wire.decode_value(header["value"], blobs)) is not None:
+                return
+        try:
+            self._exchange(header, blobs, self.limits.call_seconds, False)
+        except RemoteProblem as problem:
+            self._note({"event": problem.kind, "function": name, "detail": str(problem)})
+
     def _note(self, event: dict) -> None:
         """Remember an event once per kind and function (a check may meet the same problem on every case)."""
         key = (event.get("event"), event.get("function"))
@@ -457,6 +476,10 @@ class RemoteFunction:
         return self.server.call(self.name, args, kwargs, spy, stand_in)
 
     def __call__(self, *args, **kwargs):
-        result, _, _ = self.remote_call(args, kwargs)
+        try:
+            result, _, _ = self.remote_call(args, kwargs)
+        except RemoteProblem as problem:
+            problem.function = self.name  # for the test cell's message: which of the student's functions
+            raise
         return result
 

@@ -149,6 +149,7 @@ class Server:
         self.namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
         self.support: dict = {"np": np}  # the checker's own helper source, apart from the student's names
         self.stand_ins: dict = {}
+        self.removed: dict = {}  # the student's names a test cell deleted (``del squares``), kept for a rebinding
 
     def load(self, request: dict) -> dict:
         sys.meta_path.insert(0, _RefuseFinder(request.get("refuse", ())))
@@ -168,6 +169,25 @@ class Server:
                  if isinstance(name, str) and name in self.namespace}
         return {"status": "ok", "callables": callables, "errors": errors, "names": names}, blobs
 
+    def rebind(self, request: dict, blobs: list) -> dict:
+        """A test cell deleted or assigned one of the notebook's names: do the same here, so that the student's
+        functions see it as they would in the kernel (``del squares`` then ``sum_of_squares(1)`` is a NameError).
+        The new value is another of the notebook's objects, by name, or plain data; nothing else is accepted."""
+        name = request.get("name")
+        if not isinstance(name, str) or not name.isidentifier():
+            return {"status": "error", "message": "rebind: not a name"}
+        if request.get("delete"):
+            if name in self.namespace:
+                self.removed[name] = self.namespace.pop(name)
+            return {"status": "ok"}
+        source = request.get("from")
+        if isinstance(source, str):
+            if source in self.namespace or source in self.removed:
+                self.namespace[name] = self.namespace.get(source, self.removed.get(source))
+            return {"status": "ok"}
+        self.namespace[name] = wire.decode_value(request.get("value"), blobs)
+        return {"status": "ok"}
+
     def _rebuilders(self) -> dict:
         """Chapter 6's sublayer and norm, rebuilt from their plain state by the support classes, when sent."""
         out = {}
@@ -179,7 +199,7 @@ class Server:
 
     def call(self, request: dict, blobs: list) -> tuple[dict, list]:
         name = request["name"]
-        func = self.namespace.get(name)
+        func = self.namespace.get(name, self.removed.get(name))  # a name deleted by a test cell, called by a copy
         if not callable(func):
             return {"status": "missing", "message": f"{name} is not defined by the notebook's code"}, []
         for source in request.get("support", ()):
@@ -233,6 +253,11 @@ class Server:
                 reply, out = self.load(request)
             elif op == "call":
                 reply, out = self.call(request, blobs)
+            elif op == "rebind":
+                try:
+                    reply, out = self.rebind(request, blobs), []
+                except Exception as e:  # noqa: BLE001 - a value this side cannot rebuild: nothing changes
+                    reply, out = {"status": "error", "message": _message(e)}, []
             elif op == "bye":
                 return
             else:
@@ -254,9 +279,9 @@ MAX_VALUE_BYTES = 64 * 1024**2  # the largest variable sent to the checker (a te
 
 def _describe(value, blobs: list) -> dict:
     """What one of the notebook's global names is, for a test cell that reads it outside the kernel: a function
-    (called remotely), a module (by name: the checker imports its own copy, if it may), or plain data (its value, in
-    wire's plain encoding: numbers, strings, lists, tuples, dicts of them and numeric NumPy arrays, never a pickle).
-    Anything else is named by its type, and the checker refuses it to the test cell."""
+    (called remotely), a module or a class (by name: the checker imports its own, if it may), or plain data (its
+    value, in wire's plain encoding: numbers, strings, lists, tuples, dicts of them and numeric NumPy arrays, never a
+    pickle). Anything else is named by its type, and the checker refuses it to the test cell."""
     mark = len(blobs)
     try:
         return _describe_value(value, blobs)
@@ -269,8 +294,10 @@ def _describe_value(value, blobs: list) -> dict:
     if isinstance(value, types.ModuleType):
         name = value.__name__ if type(value.__name__) is str else ""
         return {"kind": "module", "module": name}
-    if isinstance(value, type):
-        return {"kind": "other", "type": "class"}
+    if isinstance(value, type):  # a class: the checker imports it itself where it comes from a module it may load
+        module, qualname = value.__module__, value.__qualname__
+        return {"kind": "class", "module": module if type(module) is str else "",
+                "qualname": qualname if type(qualname) is str else ""}
     if callable(value):
         return {"kind": "callable"}
     mark = len(blobs)
