@@ -42,7 +42,7 @@ def make_lines(target: str, *overrides: str) -> list[str]:
 
 # --- torch's CPU build -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", ["book", "dev", "torch"])
+@pytest.mark.parametrize("extra", ["book", "dev", "torch", "instructor"])
 def test_make_installs_torch_from_the_cpu_index_first(extra):
     lines = [line for line in make_lines(f".venv/.installed-{extra}") if " pip install " in line]
     torch_line = next(i for i, line in enumerate(lines) if line.endswith("-e '.[torch]'"))
@@ -60,6 +60,26 @@ def test_make_can_leave_the_cpu_index_out_for_cuda():
     lines = make_lines(".venv/.installed-dev", "TORCH_INDEX=")
     assert not [line for line in lines if "--extra-index-url" in line]
     assert "TORCH_INDEX=" in (ROOT / "README.md").read_text()  # the README says how to get the CUDA build
+
+
+def test_documented_installs_of_torch_name_the_cpu_index():
+    """Every `pip install` the README and the book show that brings torch (an extra with torch in it) adds the index."""
+    text = (ROOT / "pyproject.toml").read_text()
+    with_torch = {"torch"} | {name for name, body in re.findall(r"^(\w+) = \[(.*?)\]", text, flags=re.M | re.S)
+                              if re.search(r"lnkit\[[^\]]*torch|\"torch[=<>]", body)}
+    for name, body in re.findall(r"^(\w+) = \[(.*?)\]", text, flags=re.M | re.S):  # extras of extras
+        if re.search(r"lnkit\[[^\]]*(" + "|".join(sorted(with_torch)) + r")\b", body):
+            with_torch.add(name)
+    pages = [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
+    found = 0
+    for page in pages:
+        prose = re.sub(r"\s+", " ", page.read_text())
+        for command in re.findall(r"pip install [^`\n]*", prose):
+            extras = set(re.findall(r"\w+", "".join(re.findall(r"\[([^\]]*)\]", command))))
+            if extras & with_torch or re.search(r"\btorch\b", command.split("--")[0].replace("pip install", "")):
+                found += 1
+                assert "download.pytorch.org/whl/cpu" in command or "pypi.org/simple" in command, (page.name, command)
+    assert found >= 3  # README (twice) and the instructors' appendix at least
 
 
 def test_binder_takes_torch_from_the_cpu_index():
