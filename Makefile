@@ -43,7 +43,7 @@ system:
 
 # The instructor's tools in .venv: nbgrader and its lab extensions, JupyterLab, torch (CPU), the grading commands.
 instructor: $(VENV)/.installed-instructor
-	@echo "Installed. Next: book/instructors.md, 'Setting up' (the exchange and nbgrader_config.py)."
+	@echo "Installed. Next: book/instructors.md, 'The workflow' (the exchange, the configuration file, the course check)."
 
 # JupyterHub's proxy, configurable-http-proxy, from npm into .venv/hub-proxy (not globally); the hub journey's test and
 # hub/jupyterhub_config.py (LNKIT_HUB_PROXY) use it.
