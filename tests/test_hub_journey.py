@@ -266,8 +266,9 @@ def hub():
     for old in SHOTS.glob("*.png"):
         old.unlink()
     steps = Steps(SHOTS)
-    # Not under pytest's own temporary folder: pytest makes /tmp/pytest-of-<user> private again at every start.
-    base = Path(tempfile.mkdtemp(prefix="lnkit-hub-"))
+    # Not under pytest's own temporary folder (pytest makes /tmp/pytest-of-<user> private again at every start), nor
+    # under /tmp at all: the grading sandbox mounts a fresh /tmp, which would hide the users' interpreter.
+    base = Path(tempfile.mkdtemp(prefix="lnkit-hub-", dir="/var/tmp"))
     base.chmod(0o755)  # the users' servers run the Python and read the configuration below it
     state = base / "state"
     state.mkdir(mode=0o700)
@@ -356,14 +357,34 @@ class Person:
                                  + self.hub["log"].read_text()[-3000:]) from None
         page.wait_for_selector(".lm-MenuBar-itemLabel:text-is('Nbgrader')", timeout=180_000)
 
+    def open_menu(self) -> None:
+        page = self.page
+        for _ in range(3):
+            page.click(".lm-MenuBar-itemLabel:text-is('Nbgrader')")
+            try:
+                page.locator(".lm-Menu").first.wait_for(timeout=5_000)
+                return
+            except Exception:
+                page.keyboard.press("Escape")
+        raise AssertionError(f"{self.name}: the Nbgrader menu does not open")
+
+    def close_menu(self) -> None:
+        page = self.page
+        page.click(".lm-MenuBar-itemLabel:text-is('Nbgrader')")  # a second click on the open menu's title closes it
+        try:
+            page.locator(".lm-Menu").first.wait_for(state="detached", timeout=5_000)
+        except Exception:
+            page.keyboard.press("Escape")
+            page.locator(".lm-Menu").first.wait_for(state="detached", timeout=5_000)
+
     def menu(self, item: str) -> None:
-        self.page.click(".lm-MenuBar-itemLabel:text-is('Nbgrader')")
+        self.open_menu()
         self.page.click(f".lm-Menu-itemLabel:text-is('{item}')")
 
     def menu_items(self) -> list[str]:
-        self.page.click(".lm-MenuBar-itemLabel:text-is('Nbgrader')")
+        self.open_menu()
         items = self.page.locator(".lm-Menu-itemLabel").all_inner_texts()
-        self.page.keyboard.press("Escape")
+        self.close_menu()
         return [i.strip() for i in items if i.strip()]
 
 
@@ -460,9 +481,18 @@ def write_markdown(person: Person, marker: str, text: str) -> None:
 
 
 def save(person: Person) -> None:
+    """Save with the notebook toolbar's Save button, until the tab's unsaved mark goes."""
     page = person.page
-    page.keyboard.press("Control+s")
-    page.wait_for_selector(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty", state="detached", timeout=30_000)
+    button = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar [data-command='docmanager:save']")
+    for _ in range(3):
+        button.click()
+        try:
+            page.wait_for_selector(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty", state="detached", timeout=20_000)
+            return
+        except Exception:
+            pass
+    shot(page, f"save-failed-{person.name}")
+    raise AssertionError(f"{person.name}'s notebook was not saved")
 
 
 def validate(person: Person, assignment: str, label: str) -> str:
@@ -493,11 +523,34 @@ def score_of(text: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
+def as_user(hub, user: str, *argv: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run a command as one of the hub's users, with the environment the hub gives them."""
+    role = "instructor" if user == INSTRUCTOR else "student"
+    env = {"PATH": f"{hub['python'].parent}:/usr/bin:/bin", "HOME": f"/home/{user}",
+           "JUPYTER_CONFIG_PATH": f"{ROOT / 'hub' / 'jupyter' / role}:{ROOT / 'hub' / 'jupyter' / 'common'}",
+           "NBGRADER_EXCHANGE": str(hub["exchange"])}
+    return subprocess.run(["runuser", "-u", user, "--", "env", *[f"{k}={v}" for k, v in env.items()], *argv],
+                          cwd=cwd or f"/home/{user}", capture_output=True, text=True)
+
+
 def test_hub_journey(hub, browser):
     """Release, fetch, answer, validate, submit, collect, autograde, grade by hand, feedback, export: all through
     the hub's web pages, by the users who do them."""
     steps, url = hub["steps"], hub["url"]
     course = hub["course"]
+
+    # --- the course folder, as `useradd -m` and a copy leave it: open to every student ----------------------------
+    solution = course / "solutions" / "01-layernorm" / "01-layernorm.ipynb"
+    student0 = next(iter(STUDENTS))
+    assert as_user(hub, student0, "cat", str(solution)).returncode == 0  # the danger, shown
+    with steps("instructor runs the course check and its fix"):
+        found = as_user(hub, INSTRUCTOR, "python", "-m", "lnkit.grading.course_check", str(course))
+        assert found.returncode == 1 and f"chmod -R o-rwx {course / 'solutions'}" in found.stdout, found.stdout
+        fixed = as_user(hub, INSTRUCTOR, "python", "-m", "lnkit.grading.course_check", "--fix", str(course))
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    print("  course check before the fix:\n" + found.stdout)
+    denied = as_user(hub, student0, "cat", str(solution))
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr, denied
 
     # --- the instructor releases -------------------------------------------------------------------------------
     teacher = Person(browser, hub, INSTRUCTOR)
@@ -572,6 +625,10 @@ def test_hub_journey(hub, browser):
     for assignment in ("01-layernorm", "06-pre-post-ln"):
         with steps(f"instructor collects {assignment}"):
             formgrader_action(fg, assignment, "collect", f"collected-{assignment}")
+    with steps("instructor runs the course check again after collecting"):
+        after = as_user(hub, INSTRUCTOR, "python", "-m", "lnkit.grading.course_check", "--fix", str(course))
+        assert after.returncode == 0, after.stdout + after.stderr
+    print("  course check after collect:\n" + after.stdout)
     for name in STUDENTS:
         with steps(f"instructor autogrades {name}'s 01-layernorm in the formgrader"):
             autograde_in_formgrader(fg, teacher.base, "01-layernorm", name)
@@ -633,11 +690,7 @@ def test_hub_journey(hub, browser):
     assert score06 == 4 + MANUAL_SCORE, score06
 
     with steps("instructor exports the grades (nbgrader export, in her terminal)"):
-        env = {"PATH": f"{hub['python'].parent}:/usr/bin:/bin", "HOME": f"/home/{INSTRUCTOR}",
-               "JUPYTER_CONFIG_PATH": f"{ROOT / 'hub' / 'jupyter' / 'instructor'}:{ROOT / 'hub' / 'jupyter' / 'common'}",
-               "NBGRADER_EXCHANGE": str(hub["exchange"])}
-        out = subprocess.run(["runuser", "-u", INSTRUCTOR, "--", "env", *[f"{k}={v}" for k, v in env.items()],
-                              "nbgrader", "export", "--to", "grades.csv"], cwd=course, capture_output=True, text=True)
+        out = as_user(hub, INSTRUCTOR, "nbgrader", "export", "--to", "grades.csv", cwd=course)
         assert out.returncode == 0, out.stdout + out.stderr
     rows = list(csv.DictReader(io.StringIO((course / "grades.csv").read_text())))
     got = {(r["assignment"], r["student_id"]): float(r["score"]) for r in rows if r["timestamp"]}
