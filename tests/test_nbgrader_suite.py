@@ -41,6 +41,14 @@ SUITES = ("test_nbgrader_autograde", "test_nbgrader_generate_feedback", "test_nb
 
 # nbgrader test -> why it fails with the course's configuration, on purpose (the same list as README's limits).
 DIFFERENCES: dict[str, str] = {
+    "test_nbgrader_autograde.py::TestNbGraderAutograde::test_side_effects":
+        "files the notebook's code writes stay in its sandbox and never reach autograded/: copying them out would let "
+        "student code put files of its choosing into the course folder",
+    "test_nbgrader_autograde.py::TestNbGraderAutograde::test_handle_failure":
+        "a submission with grade cells the instructor's notebook does not have is graded (those cells as ordinary "
+        "cells, reported to the instructor) where nbgrader stops and leaves the student ungraded",
+    "test_nbgrader_autograde.py::TestNbGraderAutograde::test_handle_failure_single_notebook":
+        "the same, for one notebook of the assignment",
 }
 
 PLUGIN = '''

@@ -17,6 +17,7 @@ Plugged in by ``nbgrader_config.py``::
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -334,8 +335,11 @@ class CheckOutsideKernel(NbGraderPreprocessor):
     def _run_checker(self, job: dict) -> dict:
         work = tempfile.mkdtemp(prefix="lnkit-checker-")
         try:
+            # the instructor's test cells see the grader's environment as they would in nbgrader's kernel (which gets
+            # os.environ as it is now: NBGRADER_EXECUTION=autograde included); student code never does
             proc = subprocess.run([sys.executable, "-I", "-m", "lnkit.grading.checker"], input=json.dumps(job),
-                                  capture_output=True, text=True, cwd=work, timeout=self.notebook_seconds)
+                                  capture_output=True, text=True, cwd=work, timeout=self.notebook_seconds,
+                                  env=dict(os.environ))
         except subprocess.TimeoutExpired:
             return {"error": f"grading stopped: checking this notebook took more than {self.notebook_seconds:g} s"}
         finally:
