@@ -2,8 +2,9 @@
 
 Only root can make them; each test that does removes them afterwards (homes included). `user_python` gives them a
 Python that sees this environment's packages even where our interpreter sits in a folder they cannot enter (pyenv
-under /root): a system Python of the same version, in a virtual environment of its own whose site-packages adds ours,
-with this environment's scripts (nbgrader, alembic, jupyter-*) pointed at it.
+under /root): a copy of the same interpreter (same version: Debian's 3.11.2 breaks the newest soupsieve, which
+nbconvert's HTML export uses), in a virtual environment of its own whose site-packages adds ours, with this
+environment's scripts (nbgrader, alembic, jupyter-*) pointed at it.
 """
 
 from __future__ import annotations
@@ -34,12 +35,52 @@ def remove_user(name: str) -> None:
     subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
 
 
+def _open_to_others(path: str) -> bool:
+    parts = os.path.realpath(path).split(os.sep)
+    return all(os.stat(os.sep.join(parts[:i]) or os.sep).st_mode & 0o001 for i in range(2, len(parts)))
+
+
+def _python_for_everyone(base: Path) -> str:
+    """This interpreter, or a copy of its installation that every user can run (hard links, the standard library
+    without its tests and site-packages). The copy's binary finds its libpython beside it: pyenv writes an absolute
+    RUNPATH, which is rewritten in place to $ORIGIN/../lib (padded with NULs: the loader reads a C string)."""
+    real = os.path.realpath(sys.executable)
+    if _open_to_others(real):
+        return real
+    prefix = Path(sys.base_prefix)
+    copy = base / "python"
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(prefix / "lib" / version, copy / "lib" / version, copy_function=link, symlinks=True,
+                    ignore=shutil.ignore_patterns("site-packages", "test", "idlelib", "tkinter", "turtledemo"))
+    (copy / "lib" / version / "site-packages").mkdir()
+    for lib in (prefix / "lib").glob("libpython*"):
+        if lib.is_file() and not lib.is_symlink():
+            link(lib, copy / "lib" / lib.name)
+    for lib in (prefix / "lib").glob("libpython*"):
+        if lib.is_symlink():
+            (copy / "lib" / lib.name).symlink_to(os.readlink(lib))
+    (copy / "bin").mkdir()
+    binary = Path(real).read_bytes()
+    old = str(prefix / "lib").encode()
+    if old + b"\0" in binary:
+        binary = binary.replace(old + b"\0", b"$ORIGIN/../lib".ljust(len(old), b"\0") + b"\0", 1)
+    target = copy / "bin" / version
+    target.write_bytes(binary)
+    target.chmod(0o755)
+    return str(target)
+
+
 def user_python(base: Path) -> Path:
     """A Python every user can run that sees this environment's packages (see the module's docstring)."""
     venv = base / "env"
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system_python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-    assert system_python, f"ordinary users need a python{version} outside /root (apt-get install python{version})"
+    system_python = _python_for_everyone(base)
     run(system_python, "-m", "venv", "--without-pip", str(venv))
     purelib = Path(sysconfig.get_paths()["purelib"])
     their_lib = Path(run(str(venv / "bin" / "python"), "-c",
@@ -58,9 +99,11 @@ def user_python(base: Path) -> Path:
             target = venv / "bin" / script.name
             target.write_text(f"#!{venv / 'bin' / 'python'}\n{rest}")
             target.chmod(0o755)
-    for path in [base, *base.rglob("*")]:
+    for path in [base, *base.rglob("*")]:  # readable by all (hard-linked files are already: mode unchanged)
         if not path.is_symlink():
-            path.chmod(path.stat().st_mode | 0o005 | (0o050 if path.is_dir() else 0))
+            mode = path.stat().st_mode
+            if mode | (0o055 if path.is_dir() else 0o044) != mode:
+                path.chmod(mode | (0o055 if path.is_dir() else 0o044))
     return venv / "bin" / "python"
 
 

@@ -248,7 +248,7 @@ return namespace["layer_norm"](x, gamma, beta, eps)
         Case("hidden-cases-by-lookup", 10, 4, ["check_layer_norm: 15 cases passed", "layer_norm returns wrong"],
              ["passed in the student's kernel but failed outside it"],
              layer_norm=lookup_answer()),
-        Case("daemon-kills-classmates", 10, 10, ["check_layer_norm: 15 cases passed"], [],
+        Case("daemon-kills-classmates", 10, 10, ["check_layer_norm: 15 cases passed"], ["ends or signals the process"],
              layer_norm=CORRECT["layer_norm"] + DAEMON),
         Case("fills-shared-memory", 10, 10, ["check_layer_norm: 15 cases passed", "shm: oserror"], [],
              not_in_feedback=["FILLED /"], layer_norm=CORRECT["layer_norm"] + '''

@@ -119,8 +119,8 @@ def graded_by_an_ordinary_user_under_load(tmp_path_factory):
         pytest.skip("making an ordinary user needs root (run as an ordinary user, the first run is this one)")
     home = make_user(INSTRUCTOR)
     hogs = []
+    base = Path(tempfile.mkdtemp(prefix="lnkit-userpy-"))
     try:
-        base = Path(tempfile.mkdtemp(prefix="lnkit-userpy-"))
         os.chmod(base, 0o755)
         python = user_python(base)
         course = home / "layernorm"
@@ -146,6 +146,7 @@ def graded_by_an_ordinary_user_under_load(tmp_path_factory):
         for hog in hogs:
             hog.kill()
         remove_user(INSTRUCTOR)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def feedback(graded: dict, student: str) -> str:

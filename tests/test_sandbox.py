@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,8 +113,8 @@ def test_an_ordinary_user_gets_the_same_sandbox(listener, tmp_path_factory):
         pytest.skip("this run is already an ordinary user's: see the test above")
     name = "lnkit-sandbox-test"
     home = make_user(name)
+    base = Path(tempfile.mkdtemp(prefix="lnkit-userpy-"))
     try:
-        base = Path(tempfile.mkdtemp(prefix="lnkit-userpy-"))
         os.chmod(base, 0o755)
         python = user_python(base)
         code = ("import json, sys\nfrom lnkit.grading import sandbox\n"
@@ -127,6 +128,7 @@ def test_an_ordinary_user_gets_the_same_sandbox(listener, tmp_path_factory):
         assert seen["uid"] == int(subprocess.run(["id", "-u", name], capture_output=True, text=True).stdout)
     finally:
         remove_user(name)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_double_forked_daemon_ends_with_its_sandbox(tmp_path):

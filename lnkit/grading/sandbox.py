@@ -247,7 +247,11 @@ class Sandbox:
                 args += ["--ro-bind", f"/{link}", f"/{link}"]
         if os.path.exists("/etc/ld.so.cache"):
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-        made = {"/", "/usr", "/etc"}
+        # the private /tmp first: an interpreter or a package that lives under the host's /tmp (a clone there) is
+        # bound on top of it below, instead of being hidden by it
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(self.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+        made = {"/", "/usr", "/etc", "/tmp"}
 
         def dirs_for(path: str) -> list[str]:
             out = []
@@ -268,8 +272,6 @@ class Sandbox:
             args += dirs_for(inside) + ["--ro-bind", host, inside]
         for host, inside in self.read_only:
             args += dirs_for(inside) + ["--ro-bind", host, inside]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--size", str(self.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
         args += dirs_for(HOME + "/x") + ["--size", str(self.limits.tmp_bytes), "--perms", "0777", "--tmpfs", HOME]
         for host, rel in self.files:
             inside = os.path.normpath(os.path.join(HOME, rel))
