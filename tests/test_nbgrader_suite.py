@@ -293,3 +293,15 @@ def test_test_cells_the_checker_cannot_run_are_refused_at_generate_assignment():
                                          "IPython syntax"):
         RunnableOutsideKernel().preprocess(nb, {})
     RunnableOutsideKernel().preprocess(_notebook_with_test("assert f() == 1", []), {})
+
+
+def test_the_documented_differences_are_the_expected_failures():
+    """README's limits and the instructors' appendix name exactly the nbgrader tests of DIFFERENCES."""
+    import re
+
+    expected = {name.rsplit("::", 1)[-1] for name in DIFFERENCES}
+    for doc in (ROOT / "README.md", ROOT / "book" / "instructors.md"):
+        text = doc.read_text()
+        start = text.index("nbgrader 0.9.6's own")
+        listed = set(re.findall(r"`(test_\w+)`", text[start:start + 1500]))
+        assert listed == expected, f"{doc.name} lists {sorted(listed)}, the suite expects {sorted(expected)}"
