@@ -132,35 +132,65 @@ def _site_tests() -> Path:
     return Path(nbgrader.__file__).parent / "tests" / "apps"
 
 
-def run_suite(suite: str, work: Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def start_suite(suite: str, work: Path) -> subprocess.Popen:
+    """Start one of nbgrader's test modules in a process of its own, with the course's config injected."""
     config_dir, data_dir = work / "jupyter-config", work / "jupyter-data"
     config_dir.mkdir()
     data_dir.mkdir()
     (config_dir / "nbgrader_config.py").write_text(course_grading_config())
     (work / "lnkit_nbgrader_suite_plugin.py").write_text(textwrap.dedent(PLUGIN))
     (work / "pytest.ini").write_text("[pytest]\n")
-    log = work / "log.jsonl"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config_dir), JUPYTER_DATA_DIR=str(data_dir),
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(work),
-               LNKIT_SUITE_DIFFERENCES=json.dumps(DIFFERENCES), LNKIT_SUITE_LOG=str(log))
+               LNKIT_SUITE_DIFFERENCES=json.dumps(DIFFERENCES), LNKIT_SUITE_LOG=str(work / "log.jsonl"))
     env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "lnkit_nbgrader_suite_plugin",
-         "-c", str(work / "pytest.ini"), "--rootdir", str(_site_tests()), "-W", "ignore", "-rfEX",
-         "--pyargs", f"nbgrader.tests.apps.{suite}"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    with open(work / "output.txt", "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "lnkit_nbgrader_suite_plugin",
+             "-c", str(work / "pytest.ini"), "--rootdir", str(_site_tests()), "-W", "ignore", "-rfEX",
+             "--pyargs", f"nbgrader.tests.apps.{suite}"],
+            cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+
+def finish_suite(proc: subprocess.Popen, work: Path, timeout: float = 1800) -> tuple[int, str, list[dict]]:
+    """Wait for it: (exit status, the end of its output, the plugin's records)."""
+    try:
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = work / "log.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return proc, records
+    return code, (work / "output.txt").read_text()[-8000:], records
+
+
+@pytest.fixture(scope="module")
+def suites(request, tmp_path_factory):
+    """The selected modules, started together (each is mostly waiting on kernels and sandboxes): suite -> (proc,
+    work)."""
+    selected = {item.callspec.params["suite"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_nbgrader_suite_passes_with_the_course_config"}
+    started = {}
+    try:
+        for suite in [s for s in SUITES if s in selected]:
+            work = tmp_path_factory.mktemp(suite)
+            started[suite] = (start_suite(suite, work), work)
+        yield started
+    finally:
+        for proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", SUITES)
-def test_nbgrader_suite_passes_with_the_course_config(suite, tmp_path):
-    proc, records = run_suite(suite, tmp_path)
-    tail = (proc.stdout[-6000:] + proc.stderr[-2000:])
+def test_nbgrader_suite_passes_with_the_course_config(suite, suites):
+    code, tail, records = finish_suite(*suites[suite])
     outcomes = [r for r in records if "outcome" in r]
     failed = [r["test"] for r in outcomes if r["outcome"] == "failed"]
-    assert not failed and proc.returncode == 0, f"nbgrader's {suite} with the course's config:\n{tail}"
+    assert not failed and code == 0, f"nbgrader's {suite} with the course's config:\n{tail}"
     ran = {r["test"] for r in outcomes}
     assert any(suite in t for t in ran), tail
     # the deliberate differences of this suite each failed with the course's configuration (strict xfail)
