@@ -639,13 +639,22 @@ def test_hub_journey(hub, browser):
         fg.click("td.name a.name-hidden")
         score = fg.locator("input.score#answer_gradient_norms")
         score.wait_for()
-        score.fill(str(MANUAL_SCORE))
-        score.press("Enter")
-        comment = fg.locator(".nbgrader_cell:has(input#answer_gradient_norms) textarea.comment")
-        if comment.count():
+        fg.wait_for_load_state("networkidle")  # the page fills its inputs from the gradebook once loaded
+        comment = fg.locator("textarea#answer_gradient_norms-comment")
+        for _ in range(3):
+            score.click()
+            score.fill(str(MANUAL_SCORE))
+            score.press("Tab")  # leaving the field saves it
+            comment.click()
             comment.fill("Right: the final LayerNorm divides by the stream's size.")
             comment.press("Tab")
-        fg.wait_for_timeout(1500)
+            fg.wait_for_timeout(1500)
+            fg.reload()
+            score.wait_for()
+            fg.wait_for_load_state("networkidle")
+            if score.input_value() == str(MANUAL_SCORE):
+                break
+        assert score.input_value() == str(MANUAL_SCORE), "the formgrader did not keep the hand-given score"
         shot(fg, "manual-grade-06")
     fg.goto(f"{teacher.base}/formgrader")
     for assignment in ("01-layernorm", "06-pre-post-ln"):
