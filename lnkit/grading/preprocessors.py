@@ -131,11 +131,20 @@ class OverwriteCellsFromSource(OverwriteCells):
     def _restore_missing(self, nb) -> None:
         present = {c.metadata.nbgrader["grade_id"] for c in nb.cells if "nbgrader" in c.metadata
                    and "grade_id" in c.metadata.nbgrader}
+        at_end: set = set()
         for k, name in enumerate(self._order):
             if name in present:
                 continue
+            if name in self._task:  # as nbgrader does: where a task cell stood cannot be told, so at the end
+                nb.cells.append(self._missing_cell(name))
+                present.add(name)
+                at_end.add(name)
+                self._changes.append(f"cell {name!r} was missing: the instructor's version was put back")
+                continue
             at = 0  # after the nearest earlier source cell that is in the notebook, else first
             for earlier in reversed(self._order[:k]):
+                if earlier in at_end:
+                    continue
                 found = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == earlier]
                 if found:
                     at = found[0] + 1
