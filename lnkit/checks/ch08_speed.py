@@ -18,12 +18,19 @@ from ._engine import (
 from .ch01_layernorm import _F16, _UNBIASED, _stats_cases, _stats_variant
 
 
-def _two_pass_spy(frame, event, arg):
+# The profiler that catches np.var and np.std (two passes over each row), as source text: this check defines it from
+# the text, and the grading server (lnkit.grading.server), which imports nothing of lnkit, from the same text.
+SPY_SOURCE = '''
+def two_pass_spy(frame, event, arg):
     if event == "call":
         code = frame.f_code
-        if code.co_name in ("_var", "_std") and code.co_filename.replace("\\", "/").endswith("numpy/_core/_methods.py"):
+        if code.co_name in ("_var", "_std") and code.co_filename.replace("\\\\", "/").endswith("numpy/_core/_methods.py"):
             return f"np.{code.co_name[1:]} (or the array's .{code.co_name[1:]}() method), which makes two passes,"
     return None
+'''
+_spy: dict = {}
+exec(SPY_SOURCE, _spy)  # noqa: S102 - our own text, above
+_two_pass_spy = _spy["two_pass_spy"]
 
 
 def _running_cases(hidden: bool) -> list[_Case]:

@@ -179,6 +179,13 @@ def _support_source() -> str:
     return SUPPORT_SOURCE
 
 
+def _spy_source(name: str) -> str:
+    """The profiler a check names (``spy="two_pass"``), as the source the server defines it from ("" if none)."""
+    from lnkit.checks.ch08_speed import SPY_SOURCE
+
+    return SPY_SOURCE if name == "two_pass" else ""
+
+
 def _stand_in_source(name: str) -> str:
     from lnkit.checks.ch05_rmsnorm import STAND_IN_SOURCE
 
@@ -225,6 +232,7 @@ class StudentServer:
         self.events: list[dict] = []  # what happened, for the integrity report
         self.seconds = 0.0  # the time the student's calls took, not counting waits for a CPU (see server.py)
         self.support_sent = False
+        self.spies_sent: set = set()
         self._stand_in_server: StudentServer | None = None
         reason = sandbox.unavailable()
         if reason and not self.limits.allow_unsandboxed:
@@ -258,6 +266,7 @@ class StudentServer:
         os.close(from_child_w)
         self._w, self._r = to_child_w, from_child_r
         self.support_sent = False
+        self.spies_sent = set()
 
     def _kill(self) -> None:
         if self.proc is not None:
@@ -413,6 +422,11 @@ class StudentServer:
         if specials and not self.support_sent:
             header["support"] = [_support_source()]
             self.support_sent = True
+        if spy and spy not in self.spies_sent:
+            source = _spy_source(spy)
+            if source:
+                header.setdefault("support", []).append(source)
+            self.spies_sent.add(spy)
         try:
             reply, rblobs = self._exchange(header, blobs, self.limits.call_seconds, False)
         except RemoteProblem as problem:

@@ -113,18 +113,6 @@ class _RefuseFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def _two_pass_spy(frame, event, arg):
-    """Chapter 8: running_stats must make one pass; np.var and np.std make two."""
-    if event == "call":
-        code = frame.f_code
-        if code.co_name in ("_var", "_std") and code.co_filename.replace("\\", "/").endswith("numpy/_core/_methods.py"):
-            return f"np.{code.co_name[1:]} (or the array's .{code.co_name[1:]}() method), which makes two passes,"
-    return None
-
-
-_SPIES = {"two_pass": _two_pass_spy}
-
-
 class _Spy:
     def __init__(self, check):
         self.check, self.called = check, None
@@ -214,7 +202,7 @@ class Server:
                 swapped[stand] = self.namespace[stand]
                 self.namespace[stand] = _recording(self.stand_ins[stand], stand, used)
         REFUSALS.reset()
-        spy = _Spy(_SPIES.get(request.get("spy") or ""))
+        spy = _Spy(self.support.get(f"{request['spy']}_spy") if request.get("spy") else None)
         started, waited = time.monotonic(), _run_delay()
         try:
             with spy:
