@@ -122,7 +122,22 @@ def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
     folder = os.path.dirname(os.path.abspath(notebooks[0]))
     if os.path.basename(os.path.dirname(os.path.dirname(folder))) != "submitted":
         return  # not a submission (nbgrader autograde also reads autograded/ when it re-runs): nothing to take in
+    _warn_if_exposed(os.path.dirname(os.path.dirname(os.path.dirname(folder))))
     take_in(folder, notebooks)
+
+
+_checked: set = set()
+
+
+def _warn_if_exposed(root: str) -> None:
+    """Once per grading process: say loudly, with the exact chmod, when other users could read the course folder
+    (student code cannot, in its sandbox; a student with a shell on the same machine could)."""
+    if root in _checked:
+        return
+    _checked.add(root)
+    from .course_check import require_private_course
+
+    require_private_course(root, refuse=False)
 
 
 def _chown(path: str, uid: int, gid: int, recursive: bool) -> None:

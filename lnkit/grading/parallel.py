@@ -205,6 +205,9 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     refused = refusal(course)
     if refused:
         raise RuntimeError(refused)
+    from .course_check import report, require_private_course
+
+    exposed = require_private_course(course, refuse=False)  # loud, with the exact chmod; the report repeats it
     for folder in ("autograded", "feedback"):
         os.makedirs(os.path.join(course, folder), exist_ok=True)
     db_url = "sqlite:///" + os.path.join(course, "gradebook.db")
@@ -246,6 +249,8 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
             outcome.flags.append(integrity.Flag(student, nb, "gradebook", f"a manual score ({score}) appeared on "
                                                 f"{cell} during autograding, which sets none"))
     extra = [f"{m}" for m in outcome.mismatches]
+    if exposed:
+        extra.append(report(course, exposed).replace("\n", " "))
     uids = {sandbox.sandbox_uid(f"{student}/{assignment}", _uid_base(course)) for student in students}
     extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(uids)]
     extra.append("student code ran in a bubblewrap sandbox per student: " + (
