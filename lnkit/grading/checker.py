@@ -87,7 +87,7 @@ def _module(name: str, module: str, packages: tuple, what: str = "the module"):
     is a reference the sandbox lacks)."""
     parts = module.split(".") if isinstance(module, str) and module else [""]
     allowed = set(packages) | set(sys.stdlib_module_names)
-    if not all(p.isidentifier() and not p.startswith("_") for p in parts[1:]) or parts[0] in _NEVER_IMPORTED \
+    if not all(p.isidentifier() and not p.startswith("_") for p in parts) or parts[0] in _NEVER_IMPORTED \
             or parts[0] not in allowed or "lnkit" in parts:
         return Unavailable(name, f"{what} {module!r:.80}, which grading does not load")
     try:
@@ -174,7 +174,8 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
     earlier test cell defines are there for the later ones; the student's names are bound once, before the first."""
     if namespace is None:
         namespace = {"__name__": "__main__"}
-        bind_student_names([source], server, namespace)
+        with contextlib.redirect_stdout(io.StringIO()):
+            bind_student_names([source], server, namespace)
     out = io.StringIO()
     verdict = {"passed": True, "stdout": "", "ename": "", "evalue": ""}
     start, took_before = time.perf_counter(), server.seconds
@@ -213,7 +214,8 @@ def run_job(job: dict) -> dict:
     try:
         verdicts = []
         namespace = {"__name__": "__main__"}
-        bind_student_names([t["source"] for t in job["tests"]], server, namespace)
+        with contextlib.redirect_stdout(io.StringIO()):  # an import's output must not reach the verdicts (stdout)
+            bind_student_names([t["source"] for t in job["tests"]], server, namespace)
         for test in job["tests"]:
             verdicts.append({"grade_id": test["grade_id"], **run_test(test["source"], server, namespace)})
         return {"verdicts": verdicts, "events": server.events, "load_errors": server.load_errors,
