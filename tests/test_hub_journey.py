@@ -672,7 +672,11 @@ def test_hub_journey(hub, browser):
             row = page.locator("#submitted_assignments_list .list_item:has-text('01-layernorm')").first
             row.locator("button:text-is('Fetch Feedback')").click()
             page.wait_for_selector("#submitted_assignments_list a:has-text('view feedback')")
-            page.click("#submitted_assignments_list a:has-text('view feedback')")
+            if name == correct:  # her 06 too: the written answer, graded by hand
+                row06 = page.locator("#submitted_assignments_list .list_item:has-text('06-pre-post-ln')").first
+                row06.locator("button:text-is('Fetch Feedback')").click()
+                page.locator("#submitted_assignments_list a:has-text('view feedback')").nth(1).wait_for()
+            page.locator("#submitted_assignments_list a:has-text('view feedback')").first.click()
             shot(page, f"feedback-fetched-{name}")
             home = Path("/home") / name
             html = sorted(home.glob("01-layernorm/feedback/*/01-layernorm.html"))
@@ -685,6 +689,15 @@ def test_hub_journey(hub, browser):
     assert score_of(feedback[wrong]) == (6.0, 10.0)
     assert "unbiased" in feedback[wrong].lower()
     assert score_of(feedback[cheat]) == (0.0, 10.0)
+    with steps(f"{correct} reads the feedback of 06-pre-post-ln"):
+        home = Path("/home") / correct
+        html06 = sorted(home.glob("06-pre-post-ln/feedback/*/06-pre-post-ln.html"))
+        assert html06, f"{correct} has no fetched feedback for 06"
+        ada.page.goto(f"{ada.base}/files/{html06[-1].relative_to(home)}")
+        feedback06 = ada.page.inner_text("body")
+        shot(ada.page, "feedback-06")
+    assert score_of(feedback06) == (4.0 + MANUAL_SCORE, 10.0)
+    assert "the final LayerNorm divides by the stream's size" in feedback06  # the instructor's comment
 
     # --- the gradebook and the exported grades -----------------------------------------------------------------
     from nbgrader.api import Gradebook
