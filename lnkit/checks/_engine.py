@@ -223,6 +223,9 @@ class _Spec:
     # False where the right value would give the exercise away (a count whose rule the student must derive): the
     # message then shows the input and what the function returned, not what it should have returned
     show_expected: bool = True
+    # where the chapter explains it, as `chapter N, "Section"`: a wrong answer's message ends its first sentence
+    # with it unless the message names a section itself
+    section: str = ""
 
 
 def _fresh(a):
@@ -556,6 +559,10 @@ def _run(spec: _Spec, student: Callable, cases: list[_Case]) -> None:
             message = str(stop)
         if message is None and failures:
             message = _diagnose(spec, failures)
+            first, _, rest = message.partition("\n")
+            wrong_values = any(f.kind in ("values", "nonfinite", "shape") for f in failures)
+            if spec.section and wrong_values and "chapter " not in first:
+                message = f"{first} See {spec.section}." + ("\n" + rest if rest else "")
     if message is not None:
         total = f" ({len(failures)} of {len(cases)} cases failed)" if failures else ""
         _fail(f"{spec.check}{total}: {message}")

@@ -87,6 +87,7 @@ def check_layer_norm_stats(layer_norm_stats: Callable, hidden: bool = False) -> 
     """Check ``layer_norm_stats(x) -> (mean, var)``: the mean and biased variance of every row, shapes x.shape[:-1]."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     spec = _Spec(
+        section='chapter 1, "Step 2: the biased variance"',
         check="check_layer_norm_stats",
         fname="layer_norm_stats",
         argnames=("x",),
@@ -152,6 +153,7 @@ def check_layer_norm(layer_norm: Callable, hidden: bool = False) -> None:
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     rng = _rng(hidden, 1)
     spec = _Spec(
+        section='chapter 1, "Putting it together"',
         check="check_layer_norm",
         fname="layer_norm",
         argnames=("x", "gamma", "beta", "eps"),

@@ -107,6 +107,7 @@ def check_normalize_over(normalize_over: Callable, hidden: bool = False) -> None
         return f
 
     spec = _Spec(
+        section='chapter 2, "Four schemes, one function"',
         check="check_normalize_over",
         fname="normalize_over",
         argnames=("x", "axes", "eps"),
@@ -159,6 +160,7 @@ def check_count_statistics(count_statistics: Callable, hidden: bool = False) -> 
     raw.sort(key=lambda r: (math.prod(r[0]), len(r[0])))  # the smallest arrays first
     cases = [_Case((shape, axes), "", frozenset(), order=i) for i, (shape, axes) in enumerate(raw)]
     spec = _Spec(
+        section='chapter 2, "Who shares a statistic"',
         check="check_count_statistics",
         fname="count_statistics",
         argnames=("shape", "axes"),

@@ -40,7 +40,7 @@ def _arch_cases(hidden: bool):
 def _int_spec(check, fname, argnames, expected, variants):
     # the right count is what the exercise asks the student to work out: a failure shows what they returned only
     return _Spec(check=check, fname=fname, argnames=argnames, outnames=("count",), expected=expected,
-                 variants=variants, integers=True, show_expected=False)
+                 variants=variants, integers=True, show_expected=False, section=_SECTION)
 
 
 _SECTION = 'chapter 3, "Twelve blocks, twenty-five LayerNorms"'

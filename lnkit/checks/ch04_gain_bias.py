@@ -113,6 +113,7 @@ def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: 
         return f
 
     spec = _Spec(
+        section=_RECOVER,
         check="check_fit_gain_bias",
         fname="fit_gain_bias",
         argnames=("x", "y", "eps"),

@@ -75,6 +75,7 @@ def check_rms_norm(rms_norm: Callable, hidden: bool = False) -> None:
         return f
 
     spec = _Spec(
+        section='chapter 5, "The formula"',
         check="check_rms_norm",
         fname="rms_norm",
         argnames=("x", "gamma", "eps"),
@@ -147,6 +148,7 @@ def check_layer_norm_via_rms(layer_norm_via_rms: Callable, hidden: bool = False)
 
     rms_norm = _stand_in("rms_norm", called)  # a correct rms_norm, standing in for the student's during this check
     spec = _Spec(
+        section='chapter 5, "LayerNorm is RMSNorm on the centred input"',
         check="check_layer_norm_via_rms",
         fname="layer_norm_via_rms",
         argnames=("x", "gamma", "beta", "eps"),

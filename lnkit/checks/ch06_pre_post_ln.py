@@ -119,6 +119,7 @@ def _wiring_check(check, fname, student, hidden, seed, expected_form, variants):
 
     spec = _Spec(
         check=check, fname=fname, argnames=("x", "sublayer", "norm"), outnames=("output",),
+        section='chapter 6, "Two wirings of one block"',
         expected=answer(expected_form),
         variants=[(msg, answer(form)) for msg, form in variants],
         lnkit_files=("norms.py", "_torch.py", "gpt2.py"),

@@ -102,6 +102,7 @@ def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = Fals
         return f
 
     spec = _Spec(
+        section='chapter 7, "Deriving the gradients"',
         check="check_layer_norm_backward",
         fname="layer_norm_backward",
         argnames=("dout", "x", "gamma", "eps"),

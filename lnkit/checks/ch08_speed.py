@@ -62,6 +62,7 @@ def check_running_stats(running_stats: Callable, hidden: bool = False, part: str
     if part in ("near-zero", "far-from-zero"):
         cases = [c for c in cases if ("offset" in c.tags) == (part == "far-from-zero")]
     spec = _Spec(
+        section="chapter 8, \"Welford's algorithm: one pass and stable\"",
         check="check_running_stats",
         fname="running_stats",
         argnames=("x",),
