@@ -348,3 +348,15 @@ def test_the_documented_differences_are_the_expected_failures():
         start = text.index("nbgrader 0.9.6's own")
         listed = set(re.findall(r"`(test_\w+)`", text[start:start + 1500]))
         assert listed == expected, f"{doc.name} lists {sorted(listed)}, the suite expects {sorted(expected)}"
+
+
+def test_names_bound_to_modules_reach_only_what_the_sandbox_has():
+    """A module name of the notebook is imported again by the checker only from the standard library or a granted
+    package, never lnkit (the references), never a private or side-effecting module."""
+    cells = ["import lnkit\nimport numpy as np\nimport __hello__ as hello\nimport antigravity as sky\nnp2 = lnkit\n"]
+    tests = {"lnkit": "lnkit.layer_norm", "alias": "np2.layer_norm", "private": "hello.main()", "side-effect": "sky.x",
+             "granted": "assert np.add(1, 1) == 2"}
+    got = _grade(cells, tests)
+    assert got["granted"]["passed"]
+    for name in ("lnkit", "alias", "private", "side-effect"):
+        assert not got[name]["passed"] and "which grading does not load" in got[name]["evalue"], got[name]
