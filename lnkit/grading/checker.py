@@ -6,10 +6,13 @@
      "secret": "hex of the course's secret: the seed of the hidden cases"}
     -> {"verdicts": [{"grade_id", "passed", "stdout", "ename", "evalue"}], "events": [...], "load_errors": [...]}
 
-Student code never runs in this process: every name a test cell uses that it does not define itself (``layer_norm``
-in ``check_layer_norm(layer_norm)``) is a :class:`~lnkit.grading.remote.RemoteFunction`, and the checks compare plain
-arrays rebuilt from bytes. The test cell's source comes from the gradebook (the instructor's, hidden tests included),
-never from the submission.
+Student code never runs in this process. Each name a test cell uses is bound to what the notebook made it
+(:func:`bind_student_names`): a function (``layer_norm`` in ``check_layer_norm(layer_norm)``) is a
+:class:`~lnkit.grading.remote.RemoteFunction` that runs in the student's sandbox; a module or a class is the checker's
+own import of it (standard library and granted packages only, never lnkit); plain data arrives as its value, rebuilt
+from bytes. The test cells share one namespace, as in a kernel, and deleting or assigning one of the notebook's names
+there does the same in the sandbox. The test cell's source comes from the gradebook (the instructor's, hidden tests
+included), never from the submission.
 """
 
 from __future__ import annotations
