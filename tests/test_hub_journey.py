@@ -34,7 +34,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -44,6 +43,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from accounts import user_python  # noqa: E402
 from corpus import CORRECT  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -141,73 +141,6 @@ def _make_accounts() -> dict[str, str]:
     return passwords
 
 
-def _open_to_others(path: Path) -> bool:
-    path = path.resolve()
-    return all(p.stat().st_mode & 0o001 for p in path.parents) and bool(path.stat().st_mode & 0o005)
-
-
-def _portable_python(base: Path) -> Path:
-    """This environment's base interpreter, where every user can run it.
-
-    Used as is when it is open to others; otherwise (pyenv under /root) its binary, libpython and standard library
-    (~100 MB) are copied under `base`, and the binary's RUNPATH, which names the closed folder, is rewritten in place
-    to $ORIGIN/../lib (a shorter string, padded with NULs). A system python3.X of the same minor version is not used:
-    Debian's 3.11.2 mis-parses regular expressions that later 3.11 releases accept, and soupsieve (nbconvert's HTML
-    export, hence the formgrader's Manual Grading page) fails on it with a 500.
-    """
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    prefix = Path(sys.base_prefix)
-    exe = prefix / "bin" / version
-    if _open_to_others(exe):
-        return exe
-    dest = base / "python"
-    shutil.copytree(prefix / "lib" / version, dest / "lib" / version,
-                    ignore=shutil.ignore_patterns("site-packages", "test", "__pycache__", "config-*", "idlelib"))
-    (dest / "lib" / version / "site-packages").mkdir()
-    for lib in prefix.joinpath("lib").glob("libpython*.so*"):
-        shutil.copy2(lib, dest / "lib")
-    binary = exe.resolve().read_bytes()
-    old = str(prefix / "lib").encode()
-    new = b"$ORIGIN/../lib"
-    if old + b"\0" in binary:
-        binary = binary.replace(old + b"\0", new.ljust(len(old), b"\0") + b"\0")
-    (dest / "bin").mkdir()
-    (dest / "bin" / version).write_bytes(binary)
-    (dest / "bin" / version).chmod(0o755)
-    for p in [dest, *dest.rglob("*")]:
-        p.chmod(p.stat().st_mode | (0o005 if p.is_dir() or p.stat().st_mode & 0o100 else 0o004))
-    return dest / "bin" / version
-
-
-def _user_python(base: Path) -> Path:
-    """A Python every user can run that sees this environment's packages: a virtual environment of its own, made
-    from this environment's base interpreter (see _portable_python), whose site-packages adds ours. Its bin/ holds
-    this environment's scripts (nbgrader, alembic, jupyter-*) pointed at it; its share/jupyter and etc/jupyter are
-    ours, so JupyterLab finds nbgrader's extensions and their default configuration.
-    """
-    venv = base / "env"
-    _run(str(_portable_python(base)), "-m", "venv", "--without-pip", str(venv))
-    purelib = Path(sysconfig.get_paths()["purelib"])
-    their_lib = Path(_run(str(venv / "bin" / "python"), "-c",
-                          "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
-    (their_lib / "lnkit_course.pth").write_text(f"import site; site.addsitedir({str(purelib)!r})\n")
-    for sub in ("share", "etc"):
-        (venv / sub).mkdir(exist_ok=True)
-        if (Path(sys.prefix) / sub / "jupyter").exists():
-            (venv / sub / "jupyter").symlink_to(Path(sys.prefix) / sub / "jupyter")
-    ours = Path(sys.prefix) / "bin"
-    for script in ours.iterdir():
-        try:
-            first, rest = script.read_text().split("\n", 1)
-        except (UnicodeDecodeError, ValueError, IsADirectoryError):
-            continue
-        if first.startswith("#!") and "python" in first and not (venv / "bin" / script.name).exists():
-            target = venv / "bin" / script.name
-            target.write_text(f"#!{venv / 'bin' / 'python'}\n{rest}")
-            target.chmod(0o755)
-    return venv / "bin" / "python"
-
-
 def _copy_course(home: Path, owner: str) -> Path:
     """The instructor's course folder: the repository's course files, owned by the instructor."""
     course = home / "layernorm"
@@ -266,8 +199,7 @@ def hub():
     for old in SHOTS.glob("*.png"):
         old.unlink()
     steps = Steps(SHOTS)
-    # Not under pytest's own temporary folder (pytest makes /tmp/pytest-of-<user> private again at every start), nor
-    # under /tmp at all: the grading sandbox mounts a fresh /tmp, which would hide the users' interpreter.
+    # Not under pytest's own temporary folder: pytest makes /tmp/pytest-of-<user> private again at every start.
     base = Path(tempfile.mkdtemp(prefix="lnkit-hub-", dir="/var/tmp"))
     base.chmod(0o755)  # the users' servers run the Python and read the configuration below it
     state = base / "state"
@@ -280,7 +212,7 @@ def hub():
     try:
         with steps("set up: users, Python for the users, course folder, proxy"):
             passwords = _make_accounts()
-            python = _user_python(base)
+            python = user_python(base)
             course = _copy_course(Path("/home") / INSTRUCTOR, INSTRUCTOR)
             proxy = _ensure_proxy()
         port = _free_port()
@@ -319,16 +251,6 @@ def hub():
         if not os.environ.get("LNKIT_HUB_KEEP"):
             _remove_accounts()
             shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 # --- the journey -------------------------------------------------------------------------------------------------

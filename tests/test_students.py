@@ -134,8 +134,6 @@ def test_a_missing_package_is_named_in_one_sentence_within_seconds(monkeypatch, 
 
 # --- JupyterLab installed the student way, in Chromium ---------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 STUDENT_VENV = ROOT / "_build" / "student-venv"
 DISABLED = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:course-list"]
 
@@ -228,27 +226,23 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium).")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def page(lab, browser):
+    """The release notebook open in the student's JupyterLab, in a tab of the session's Chromium."""
     url, token, _ = lab
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        tab = browser.new_page(viewport={"width": 1280, "height": 800})
-        tab.set_default_timeout(60_000)  # a loaded machine starts a kernel slowly
-        tab.goto(f"{url}/lab/tree/01-layernorm.ipynb?token={token}")
-        tab.wait_for_selector(".jp-Notebook .jp-Cell")
-        # On a busy machine the notebook can open before the kernel specs have loaded, and JupyterLab asks which
-        # kernel to start: the student answers with the one offered, Python 3.
-        tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Dialog", state="attached")
-        if tab.locator(".jp-Dialog", has_text="Select Kernel").count():
-            tab.locator(".jp-Dialog .jp-mod-accept").click()
-        tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
-        if tab.locator(".jp-toast-container button", has_text="No").count():  # "notified about Jupyter news?"
-            tab.locator(".jp-toast-container button", has_text="No").first.click()
-        yield tab
-        browser.close()
+    tab = browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(60_000)  # a loaded machine starts a kernel slowly
+    tab.goto(f"{url}/lab/tree/01-layernorm.ipynb?token={token}")
+    tab.wait_for_selector(".jp-Notebook .jp-Cell")
+    # On a busy machine the notebook can open before the kernel specs have loaded, and JupyterLab asks which
+    # kernel to start: the student answers with the one offered, Python 3.
+    tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Dialog", state="attached")
+    if tab.locator(".jp-Dialog", has_text="Select Kernel").count():
+        tab.locator(".jp-Dialog .jp-mod-accept").click()
+    tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
+    if tab.locator(".jp-toast-container button", has_text="No").count():  # "notified about Jupyter news?"
+        tab.locator(".jp-toast-container button", has_text="No").first.click()
+    yield tab
+    tab.close()
 
 
 def _text_top_is_visible(tab, container_selector: str, text: str) -> bool:
