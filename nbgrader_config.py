@@ -24,6 +24,25 @@ c.CourseDirectory.release_directory = "exercises"
 # Several autograding processes share the gradebook: wait up to a minute for SQLite's lock instead of failing.
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook.db") + "?timeout=60"
 
+# --- generating the release -------------------------------------------------------------------------------------
+# nbgrader's own list, with one check added: a test cell the outside checker could not run (IPython magics, shell
+# commands, display) is refused at generate_assignment time, naming the cell, instead of failing for every student.
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "lnkit.grading.preprocessors.RunnableOutsideKernel",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # --- autograding -------------------------------------------------------------------------------------------------
 # Student code runs only in a bubblewrap sandbox per student (lnkit.grading.sandbox): the kernel nbgrader executes and
 # the process whose answers the checks score. nbgrader's own lists of preprocessors, with three replaced:

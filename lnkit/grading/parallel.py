@@ -205,7 +205,7 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     refused = refusal(course)
     if refused:
         raise RuntimeError(refused)
-    from .course_check import report, require_private_course
+    from .course_check import report as exposure_report, require_private_course
 
     exposed = require_private_course(course, refuse=False)  # loud, with the exact chmod; the report repeats it
     for folder in ("autograded", "feedback"):
@@ -250,7 +250,7 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
                                                 f"{cell} during autograding, which sets none"))
     extra = [f"{m}" for m in outcome.mismatches]
     if exposed:
-        extra.append(report(course, exposed).replace("\n", " "))
+        extra.append(exposure_report(course, exposed).replace("\n", " "))
     uids = {sandbox.sandbox_uid(f"{student}/{assignment}", _uid_base(course)) for student in students}
     extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(uids)]
     extra.append("student code ran in a bubblewrap sandbox per student: " + (
