@@ -110,3 +110,20 @@ def test_nothing_of_the_attackers_outlives_grading(graded):
         uids = {str(sandbox_uid(f"{s}/{ASSIGNMENT}", 2_100_000_000)) for s in ("a-attacker", "z-attacker")}
         ps = subprocess.run(["ps", "-eo", "uid,args"], capture_output=True, text=True).stdout.splitlines()
         assert [line for line in ps if line.split()[0] in uids] == []
+
+
+def test_a_manual_score_set_behind_the_graders_back_is_seen(graded):
+    """The parallel command compares every grade's manual score before and after grading (nbgrader keeps a manual
+    score over the autograded one): the SQL it reads them with must see one set through nbgrader's own API."""
+    from nbgrader.api import Gradebook
+
+    from lnkit.grading.parallel import _manual_scores
+
+    db = graded["course"] / "gradebook.db"
+    before = _manual_scores(str(db), ASSIGNMENT)
+    assert len(before) == 5 * 2 and set(before.values()) == {None}  # five students, two graded cells each
+    with Gradebook(f"sqlite:///{db}") as gb:
+        gb.find_grade("test_layer_norm", ASSIGNMENT, ASSIGNMENT, "m-victim").manual_score = 6.0
+        gb.db.commit()
+    after = _manual_scores(str(db), ASSIGNMENT)
+    assert {k: v for k, v in after.items() if before[k] != v} == {("m-victim", ASSIGNMENT, "test_layer_norm"): 6.0}

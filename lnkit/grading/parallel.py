@@ -12,6 +12,8 @@ scored); the grades CSV is written with ``nbgrader export``; and the integrity r
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import os
 import queue
@@ -53,13 +55,24 @@ def _uid_base(course: str) -> int:
     return _settings(course).uid_base
 
 
-def _manual_scores(db_url: str, assignment: str) -> dict:
-    """(student, notebook, cell) -> manual score of every grade of the assignment: grading never sets one."""
-    from nbgrader.api import Gradebook
+def _manual_scores(db_path: str, assignment: str) -> dict:
+    """(student, notebook, cell) -> manual score of every grade of the assignment: grading never sets one.
 
-    with Gradebook(db_url) as gb:
-        return {(sub.student.id, nb.name, g.name): g.manual_score
-                for sub in gb.assignment_submissions(assignment) for nb in sub.notebooks for g in nb.grades}
+    Read with SQL over nbgrader's schema, read-only: importing nbgrader's API here would cost this process a second
+    and a half before the workers start."""
+    import sqlite3
+
+    if not os.path.exists(db_path):
+        return {}
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=60)) as db:
+        rows = db.execute(
+            "SELECT sa.student_id, nb.name, cell.name, grade.manual_score FROM grade "
+            "JOIN submitted_notebook AS sn ON grade.notebook_id = sn.id "
+            "JOIN submitted_assignment AS sa ON sn.assignment_id = sa.id "
+            "JOIN assignment AS a ON sa.assignment_id = a.id "
+            "JOIN notebook AS nb ON sn.notebook_id = nb.id "
+            "JOIN base_cell AS cell ON grade.cell_id = cell.id WHERE a.name = ?", (assignment,)).fetchall()
+    return {(student, nb, cell): score for student, nb, cell, score in rows}
 
 
 def leftover_processes(uids: set[int]) -> list[str]:
@@ -210,8 +223,16 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     exposed = require_private_course(course, refuse=False)  # loud, with the exact chmod; the report repeats it
     for folder in ("autograded", "feedback"):
         os.makedirs(os.path.join(course, folder), exist_ok=True)
-    db_url = "sqlite:///" + os.path.join(course, "gradebook.db")
-    before = _manual_scores(db_url, assignment) if os.path.exists(os.path.join(course, "gradebook.db")) else {}
+    db_path = os.path.join(course, "gradebook.db")
+    before = _manual_scores(db_path, assignment)
+    # similarity reads only the submitted notebooks, never a grade: it runs beside the workers, not after them
+    release_dir = os.path.join(course, "exercises", assignment)
+    release_notebooks = sorted(n[:-len(".ipynb")] for n in os.listdir(release_dir)
+                               if n.endswith(".ipynb")) if os.path.isdir(release_dir) else []
+    report_path = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
+    side = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    similar = side.submit(similarity.scan, course, assignment, students, release_notebooks,
+                          os.path.dirname(report_path))
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     log_path = os.path.join(course, "autograded", f"lnkit-autograde-{assignment}.log")
     start = time.perf_counter()
@@ -243,7 +264,7 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
             last = (result.get("error") or "no result").strip().splitlines()[-1:]
             outcome.flags.append(integrity.Flag(student, "", "grading", f"nbgrader autograde failed: {last[0][:300]}"
                                                 if last else "nbgrader autograde failed"))
-    after = _manual_scores(db_url, assignment)
+    after = _manual_scores(db_path, assignment)
     for (student, nb, cell), score in sorted(after.items()):
         if score is not None and before.get((student, nb, cell)) != score:
             outcome.flags.append(integrity.Flag(student, nb, "gradebook", f"a manual score ({score}) appeared on "
@@ -256,8 +277,9 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     extra.append("student code ran in a bubblewrap sandbox per student: " + (
         "as root, each with a uid of its own" if os.geteuid() == 0 else "in a user namespace of the grader's user")
         + "; no network, no course folder, only the assignment's packages; CPU-time limits")
-    outcome.report = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
-    extra += similarity.scan(course, assignment, students, notebooks, os.path.dirname(outcome.report))
+    outcome.report = report_path
+    extra += similar.result()
+    side.shutdown()
     integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
     from .intake import give_back
 
