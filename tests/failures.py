@@ -273,6 +273,18 @@ for name in ("solution.txt", "notes.txt"):
     except OSError as e:
         print(name + ":", type(e).__name__)
 '''),
+        Case("fills-the-kernel-sockets-folder", 10, 10, ["check_layer_norm: 15 cases passed"], ["kernel died"],
+             layer_norm=CORRECT["layer_norm"] + '''
+import os
+try:  # in the kernel: the one host folder it may write to holds its sockets; fill the host's disk through it
+    from ipykernel.connect import get_connection_file
+    folder = os.path.dirname(get_connection_file())
+    for i in range(64):
+        with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
+            f.write(b"x" * 4 * 1024**2)
+except (ImportError, OSError):
+    pass
+'''),
         Case("notebook-is-a-symlink", 10, 0, ["was a symbolic link"], ["01-layernorm.ipynb was refused"],
              not_in_feedback=["BEGIN HIDDEN TESTS", "hidden=True"], edit="notebook-symlink"),
         Case("notebook-is-a-fifo", 10, 0, ["was a fifo"], ["01-layernorm.ipynb was refused: a fifo"],

@@ -13,6 +13,8 @@ The settings every sandbox of the course shares (what an assignment may import, 
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Dict, Integer, List
@@ -100,8 +102,31 @@ class IsolatedKernelManager(AsyncKernelManager):
             os.chown(self.connection_file, self._box.uid, self._box.uid)
         kw["cwd"] = "/"
         kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap clears it for the kernel
-        return await super()._async_launch_kernel(
+        launched = await super()._async_launch_kernel(
             self._box.python_argv(_KERNEL_BOOT, "-f", self.connection_file), **kw)
+        threading.Thread(target=self._guard_sockets_folder, args=(self._ipc_dir,), daemon=True).start()
+        return launched
+
+    def _guard_sockets_folder(self, folder: str) -> None:
+        """The one host folder the kernel can write to holds its five sockets: anything more (a student's code
+        filling the host's disk through it) kills the kernel, which ends only the in-kernel run."""
+        while self._ipc_dir == folder:
+            try:
+                entries = list(os.scandir(folder))
+                size = sum(e.stat(follow_symlinks=False).st_size for e in entries)
+            except OSError:
+                return
+            if len(entries) > 16 or size > 1024**2:
+                self.log.warning("lnkit.grading: the kernel wrote %d entries (%d bytes) into its sockets' folder: "
+                                 "stopped", len(entries), size)
+                pid = getattr(self.provisioner, "pid", None)
+                if pid:
+                    sandbox.kill_tree(pid)
+                for e in entries:
+                    if e.is_file(follow_symlinks=False) and e.name != "kernel.json":
+                        os.unlink(e.path)
+                return
+            time.sleep(0.2)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
