@@ -130,5 +130,8 @@ class IsolatedKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
+        self.remove_sockets_folder()
+
+    def remove_sockets_folder(self) -> None:
         sandbox.remove_tree(self._ipc_dir)
         self._ipc_dir = None
