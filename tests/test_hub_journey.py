@@ -458,7 +458,7 @@ def as_user(hub, user: str, *argv: str, cwd=None) -> subprocess.CompletedProcess
 def test_hub_journey(hub, browser):
     """Release, fetch, answer, validate, submit, collect, autograde, grade by hand, feedback, export: all through
     the hub's web pages, by the users who do them."""
-    steps, url = hub["steps"], hub["url"]
+    steps = hub["steps"]
     course = hub["course"]
 
     # --- the course folder, as `useradd -m` and a copy leave it: open to every student ----------------------------

@@ -145,7 +145,6 @@ def student_venv() -> Path:
     rebuild). Its size is what the page promises."""
     import fcntl
     import hashlib
-    import shutil
 
     key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     stamp = STUDENT_VENV / ".pyproject-sha256"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np
-
 from ._engine import (
     _rng,
     _Case,

@@ -15,7 +15,7 @@ from ._engine import (
     _run,
     _tol,
 )
-from .ch01_layernorm import _F16, _UNBIASED, _stats_cases, _stats_variant
+from .ch01_layernorm import _F16, _stats_cases, _stats_variant
 
 
 # The profiler that catches np.var and np.std (two passes over each row), as source text: this check defines it from

@@ -7,7 +7,6 @@ for any nbgrader command. It prints where the grades CSV and the integrity repor
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
