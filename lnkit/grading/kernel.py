@@ -132,6 +132,10 @@ class IsolatedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         self.remove_sockets_folder()
 
+    # jupyter_client binds the public name to its own function, and nbclient calls it (not shutdown_kernel) for a
+    # kernel that died: without this, a dead kernel's sockets folder stays behind
+    cleanup_resources = _async_cleanup_resources
+
     def remove_sockets_folder(self) -> None:
         sandbox.remove_tree(self._ipc_dir)
         self._ipc_dir = None

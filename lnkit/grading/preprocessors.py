@@ -252,9 +252,6 @@ class SafeExecute(Execute):
                         text=f"[{message}; this cell and the ones after it were not run in the kernel.]\n"))
                     break
             return nb, resources
-        finally:  # a kernel that died may skip jupyter_client's own clean-up: its sockets' folder goes all the same
-            if isinstance(getattr(self, "km", None), IsolatedKernelManager):
-                self.km.remove_sockets_folder()
 
 
 def _student_code(nb: NotebookNode, tests: list[int]) -> list[str]:
