@@ -98,21 +98,16 @@ def take_in(folder: str, notebooks: list[str] | None = None) -> list[dict]:
         if path.endswith(".ipynb") and notebooks is not None and path in notebooks:
             with open(path, "x") as f:
                 json.dump(_empty_notebook(f"{item['file']} was {item['why']}"), f)
-    if refused:
-        os.makedirs(quarantine, exist_ok=True)
-        with open(os.path.join(quarantine, "intake.json"), "w") as f:
-            json.dump(refused, f, indent=1)
+    if refused:  # added to what earlier gradings of this submission refused (a regrade finds nothing new)
+        record = os.path.join(quarantine, "intake.json")
+        try:
+            with open(record) as f:
+                earlier = json.load(f)
+        except (OSError, ValueError):
+            earlier = []
+        with open(record, "w") as f:
+            json.dump(earlier + refused, f, indent=1)
     return refused
-
-
-def refused_files(submitted_student: str, assignment: str) -> list[dict]:
-    """What intake moved aside for this student's assignment (read by the integrity report)."""
-    path = os.path.join(submitted_student, REFUSED_PREFIX + assignment, "intake.json")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return []
 
 
 def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
