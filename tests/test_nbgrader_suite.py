@@ -32,6 +32,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
+from lnkit.grading import integrity
 from lnkit.grading.checker import run_job
 from lnkit.grading.preprocessors import CheckOutsideKernel, RunnableOutsideKernel, outside_problem
 
@@ -321,6 +322,11 @@ def test_no_execute_runs_no_student_code_and_keeps_the_saved_outputs(tmp_path, m
     nb, _ = CheckOutsideKernel(config=config).preprocess(nb, resources)
     assert nb.cells[1].outputs == saved
     assert nb.metadata["lnkit_grading"]["not_executed"] is True
+    graded = tmp_path / "autograded" / "foo" / "ps1" / "p1.ipynb"  # and the integrity report says so
+    graded.parent.mkdir(parents=True)
+    nbformat.write(nb, graded)
+    flags = integrity.scan_graded(str(tmp_path), "ps1", "foo", ["p1"])
+    assert [(f.kind, "--no-execute" in f.detail) for f in flags] == [("grading", True)]
     with pytest.raises(AssertionError, match="--no-execute"):  # and with execution on, the checker is what runs
         CheckOutsideKernel(config=Config()).preprocess(_notebook_with_test("assert f() == 1", saved), resources)
 

@@ -186,6 +186,9 @@ def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]
             flags.append(Flag(student, name, "tampering", f"nbgrader metadata: {change}"))
         if record.get("kernel"):
             flags.append(Flag(student, name, "limit", record["kernel"]["message"] + " (in the kernel)"))
+        if record.get("not_executed"):
+            flags.append(Flag(student, name, "grading", "graded with --no-execute: the test cells were scored from "
+                                                        "the outputs saved in the submission, not verified"))
         if record.get("checker_error"):
             flags.append(Flag(student, name, "grading", record["checker_error"]))
     return flags
