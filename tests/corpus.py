@@ -646,6 +646,10 @@ WRONG += [
         "    return residual + x, ln(residual + x)"), ("wrong order",)),
     Wrong("fused-adds-in-place", "fused_add_layer_norm", _fused(
         "    residual += x\n    return ln(residual), residual"), ("modified its input `residual` in place",)),
+    Wrong("fused-no-beta", "fused_add_layer_norm", _fused(
+        "    h = residual + x\n    return ln(h) - beta, h"), ("beta is ignored",)),
+    Wrong("fused-default-eps", "fused_add_layer_norm", _fused(
+        "    eps = 1e-5\n    return ln(residual + x), residual + x"), ("eps argument is ignored",)),
 ]
 
 SOLUTION_EXPRESSIONS["fold_into_linear"] = ("gamma[:,None]*W", "W*gamma[:,None]", "beta@W+b", "b+beta@W",

@@ -114,21 +114,30 @@ def _ln_expected(case):
     return (_ln64(x, gamma, beta, eps),)
 
 
+def _params_as_mistaken(opts: dict, gamma, beta, eps):
+    """(gamma, beta, eps) as code with the mistakes named in ``opts`` uses them, taking those names out of ``opts``;
+    None where the mistake changes nothing (the eps argument ignored when it is the default anyway)."""
+    if opts.pop("no_gamma", False):
+        gamma = None
+    if opts.pop("no_beta", False):
+        beta = None
+    if opts.pop("swap", False):
+        gamma, beta = beta, gamma
+    if opts.pop("default_eps", False):
+        if eps == 1e-5:
+            return None
+        eps = 1e-5
+    return gamma, beta, eps
+
+
 def _ln_variant(**kw):
     def variant(case):
         x, gamma, beta, eps = case.args
         opts = dict(kw)
-        g, b = gamma, beta
-        if opts.pop("no_gamma", False):
-            g = None
-        if opts.pop("no_beta", False):
-            b = None
-        if opts.pop("swap", False):
-            g, b = beta, gamma
-        if opts.pop("default_eps", False):
-            if eps == 1e-5:
-                return None
-            eps = 1e-5
+        params = _params_as_mistaken(opts, gamma, beta, eps)
+        if params is None:
+            return None
+        g, b, eps = params
         axis = opts.pop("axis", (-1,))
         if axis == "leading":
             if x.ndim < 2:

@@ -18,7 +18,7 @@ from ._engine import (
     _run,
     _tol,
 )
-from .ch01_layernorm import _CANCEL, _F16, _UNBIASED
+from .ch01_layernorm import _CANCEL, _F16, _UNBIASED, _params_as_mistaken
 
 
 # --- fold_into_linear(gamma, beta, W, b) -> (W2, b2) ----------------------------------------------------------------
@@ -176,15 +176,10 @@ def _fused(y_of="h", h_is="sum", swap=False, **ln):
         out = _in_dtype(np.asarray(x))
         h = _sum64(case)
         opts = dict(ln)
-        g, b = gamma, beta
-        if opts.pop("no_gamma", False):
-            g = None
-        if opts.pop("no_beta", False):
-            b = None
-        if opts.pop("default_eps", False):
-            if eps == 1e-5:
-                return None
-            eps = 1e-5
+        params = _params_as_mistaken(opts, gamma, beta, eps)
+        if params is None:
+            return None
+        g, b, eps = params
         if opts.get("axis") == (0,) and h.ndim < 2:
             return None
         x64, residual64 = np.asarray(x, dtype=np.float64), np.asarray(residual, dtype=np.float64)
