@@ -273,6 +273,15 @@ for name in ("solution.txt", "notes.txt"):
     except OSError as e:
         print(name + ":", type(e).__name__)
 '''),
+        Case("links-in-a-read-only-folder", 10, 10, ["check_layer_norm: 15 cases passed",
+                                                     "locked/notes.txt: filenotfounderror"],
+             ["locked/notes.txt was refused: a symbolic link"], not_in_feedback=["ROOT-ONLY-MARKER"],
+             edit="locked-folder", layer_norm=CORRECT["layer_norm"] + '''
+try:
+    print(open("locked/notes.txt").read()[:3000])
+except OSError as e:
+    print("locked/notes.txt:", type(e).__name__)
+'''),
         Case("fills-the-kernel-sockets-folder", 10, 10, ["check_layer_norm: 15 cases passed"], ["kernel died"],
              layer_norm=CORRECT["layer_norm"] + '''
 import os
@@ -363,6 +372,12 @@ def build(course: Path, case: Case) -> None:
     elif case.edit == "symlinks":
         (folder / "solution.txt").symlink_to(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
         (folder / "notes.txt").symlink_to(course / "root-only.txt")
+    elif case.edit == "locked-folder":
+        # nbgrader collect keeps modes: without write permission on the folder, an instructor without root could
+        # not move the link aside, and nbgrader would copy what it points to
+        (folder / "locked").mkdir()
+        (folder / "locked" / "notes.txt").symlink_to(course / "root-only.txt")
+        (folder / "locked").chmod(0o500)
     elif case.edit == "shadow":
         (folder / "lnkit.py").write_text(
             "class _Checks:\n"

@@ -11,7 +11,9 @@ that is not a plain regular file (symbolic links, FIFOs, sockets, devices), and 
 into ``submitted/<student>/.refused-<assignment>/``: never followed, never opened, never deleted. A notebook refused
 that way is replaced by an empty notebook that says why, so the student is still graded (0 for that notebook, with
 the reason in their feedback) and the class goes on. What was refused is written to ``intake.json`` beside it, which
-the integrity report reads.
+the integrity report reads. A submission that cannot be checked this way (nbgrader would only log the hook's error
+and go on, copying what its links point to) is moved aside whole and not graded; nbgrader then fails that student
+alone and grades the others.
 
 After a submission is graded as root, :func:`post_autograde` gives ``autograded/<student>/<assignment>/``, the
 gradebook and the course's secret to the course folder's owner, so that ``nbgrader generate_feedback`` and
@@ -21,6 +23,7 @@ gradebook and the course's secret to the course folder's owner, so that ``nbgrad
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -72,13 +75,19 @@ def take_in(folder: str, notebooks: list[str] | None = None) -> list[dict]:
         os.rename(path, dest)  # a rename never follows a link nor opens a FIFO
         refused.append({"file": rel, "why": why, "kept_at": os.path.relpath(dest, parent)})
 
-    for root, dirs, names in os.walk(folder, followlinks=False):
+    def fail(error: OSError) -> None:  # a folder os.walk cannot list is not skipped quietly: intake fails
+        raise error
+
+    _open_up(folder)
+    for root, dirs, names in os.walk(folder, followlinks=False, onerror=fail):
         dirs.sort()
         for d in list(dirs):
             path = os.path.join(root, d)
             if os.path.islink(path):
                 refuse(path, "a symbolic link")
                 dirs.remove(d)
+            else:
+                _open_up(path)
         for name in sorted(names):
             path = os.path.join(root, name)
             st = os.lstat(path)
@@ -99,15 +108,34 @@ def take_in(folder: str, notebooks: list[str] | None = None) -> list[dict]:
             with open(path, "x") as f:
                 json.dump(_empty_notebook(f"{item['file']} was {item['why']}"), f)
     if refused:  # added to what earlier gradings of this submission refused (a regrade finds nothing new)
-        record = os.path.join(quarantine, "intake.json")
-        try:
-            with open(record) as f:
-                earlier = json.load(f)
-        except (OSError, ValueError):
-            earlier = []
-        with open(record, "w") as f:
-            json.dump(earlier + refused, f, indent=1)
+        _record(quarantine, refused)
     return refused
+
+
+def _open_up(path: str) -> None:
+    """Give the grader (the folder's owner, after nbgrader collect) read, write and search on a submitted folder.
+
+    Collect keeps the modes the student gave: in a folder left without write permission, nothing could be moved aside
+    by an instructor without root, and nbgrader would then copy what a link there points to (``/dev/zero`` included).
+    """
+    mode = os.lstat(path).st_mode
+    if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+        os.chmod(path, stat.S_IMODE(mode) | 0o700)
+
+
+def _set_aside_whole(folder: str) -> str:
+    """Move the whole submission folder aside (one rename of a short path); return where it went, relative to the
+    student's folder. Raises OSError when even that is impossible."""
+    parent, assignment = os.path.split(folder)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        dest = os.path.join(parent, REFUSED_PREFIX + assignment, f"{stamp}-whole-submission")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(folder, dest)
+    except OSError:
+        dest = os.path.join(parent, f"{REFUSED_PREFIX}{assignment}-{stamp}-whole-submission")
+        os.rename(folder, dest)
+    return os.path.relpath(dest, parent)
 
 
 def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
@@ -118,7 +146,62 @@ def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
     if os.path.basename(os.path.dirname(os.path.dirname(folder))) != "submitted":
         return  # not a submission (nbgrader autograde also reads autograded/ when it re-runs): nothing to take in
     _warn_if_exposed(os.path.dirname(os.path.dirname(os.path.dirname(folder))))
-    take_in(folder, notebooks)
+    try:
+        take_in(folder, notebooks)
+    except Exception as e:  # noqa: BLE001 - nbgrader would log it at info level and grade the folder as it is
+        # Deny by default: a submission that could not be taken in is not read at all. The whole folder is moved
+        # aside, and the list nbgrader passed (the very list it goes on to convert) is emptied: nbgrader then fails
+        # this student alone ("No notebooks found"), grades the others, and exits with an error naming the student.
+        notebooks.clear()
+        student_dir, assignment_id = os.path.split(folder)
+        student_id = os.path.basename(student_dir)
+        try:
+            aside = _set_aside_whole(folder)
+        except OSError as again:
+            # nbgrader would copy the folder's files, following links: stop the run rather than that
+            raise SystemExit(f"lnkit intake: {folder} could not be checked ({_reason(e, folder)}) nor moved "
+                             f"aside ({_reason(again, folder)}); nothing was graded after it. Make the folder writable by you, or "
+                             f"move it away, and grade again.") from e
+        why = f"intake failed ({_reason(e, folder)}), so nothing of it was read or run"
+        _log().error("%s/%s: %s; it is kept whole at %s. Fix the cause, move it back to %s and grade this student "
+                     "again: nbgrader autograde %s --student %s --force", student_id, assignment_id, why,
+                     os.path.join(student_dir, aside), folder, assignment_id, student_id)
+        _record(os.path.join(student_dir, REFUSED_PREFIX + assignment_id),
+                [{"file": "the whole submission", "why": why, "kept_at": aside}])
+
+
+def _reason(error: Exception, folder: str) -> str:
+    """An error in a line: OSError's text and the file it names, relative to the submission and shortened (the
+    file may be a path of thousands of characters)."""
+    if isinstance(error, OSError) and error.strerror:
+        name = os.path.relpath(error.filename, folder) if isinstance(error.filename, str) else ""
+        if len(name) > 100:
+            name = name[:48] + "..." + name[-48:]
+        return f"{type(error).__name__}: {error.strerror}" + (f": {name}" if name else "")
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def _log():
+    """nbgrader's own log (the running application's), so the error shows where the instructor looks."""
+    from traitlets.config import Application
+
+    return Application.instance().log if Application.initialized() else logging.getLogger(__name__)
+
+
+def _record(quarantine: str, refused: list[dict]) -> None:
+    """Add to intake.json, which the integrity report reads (a regrade adds; it never writes over)."""
+    record = os.path.join(quarantine, "intake.json")
+    try:
+        os.makedirs(quarantine, exist_ok=True)
+        with open(record) as f:
+            earlier = json.load(f)
+    except (OSError, ValueError):
+        earlier = []
+    try:
+        with open(record, "w") as f:
+            json.dump(earlier + refused, f, indent=1)
+    except OSError as e:
+        _log().error("could not write %s: %s", record, e)
 
 
 _checked: set = set()

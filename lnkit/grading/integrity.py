@@ -102,8 +102,8 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
             flags.append(Flag(student, "", "tampering", f"the submission contains {entry}, which shadows the "
                                                         f"package {stem} in the notebook's folder"))
     for item in _refused(course, student, assignment):
-        flags.append(Flag(student, "", "intake", f"{item.get('file')} was refused: {item.get('why')} (moved aside to "
-                                                 f"{item.get('kept_at')}, never read)"))
+        kept = f" (moved aside to {item['kept_at']}, never read)" if item.get("kept_at") else ""
+        flags.append(Flag(student, "", "intake", f"{item.get('file')} was refused: {item.get('why')}{kept}"))
     for name in notebooks:
         path = os.path.join(folder, f"{name}.ipynb")
         release = os.path.join(release_dir, assignment, f"{name}.ipynb")
