@@ -139,6 +139,16 @@ def test_instructor_commands_run_as_written():
         rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader((course / "grades.csv").open())
                 if r["assignment"] == "01-layernorm"}
         assert rows == scores
+
+        def score_in(page: Path) -> str:
+            text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.read_text()))
+            return " ".join(re.findall(r"Score: [\d.]+ / [\d.]+", text)[:1])
+
+        # what each step left, for the message should the fetched feedback not match (once seen, never reproduced)
+        trail = {"generated": {str(p.relative_to(course)): score_in(p) for p in course.glob("feedback/*/*/*.html")},
+                 "released": {p.name: score_in(p) for p in (exchange / "layernorm" / "feedback").glob("*.html")},
+                 "fetched": {str(p.relative_to(students)): score_in(p)
+                             for p in students.glob("*/*/feedback/*/*.html")}}
         for student, kind in STUDENTS.items():
             fetched = list((students / student / "01-layernorm" / "feedback").glob("*/01-layernorm.html"))
             assert fetched, f"{student} fetched no feedback:\n{log}"
@@ -146,7 +156,7 @@ def test_instructor_commands_run_as_written():
             total = re.search(r"Score: ([\d.]+) / ([\d.]+)", text)
             assert total, text[-3000:]
             assert float(total.group(1)) == scores[student] and float(total.group(2)) == 10.0, \
-                (student, scores, re.findall(r"Score: [\d.]+ / [\d.]+", text), fetched)
+                (student, scores, re.findall(r"Score: [\d.]+ / [\d.]+", text), fetched, trail, log)
             if kind == "wrong":
                 assert "unbiased" in text, text[-6000:]
     finally:
