@@ -7,15 +7,14 @@ exercises are checked against, and a small NumPy GPT-2 whose forward pass record
 :mod:`lnkit.gpt2` is a submodule you import yourself.
 """
 
-from .norms import count_statistics, layer_norm, layer_norm_backward, layer_norm_stats, normalize_over, rms_norm
+from .norms import (  # noqa: F401 - the public names, the same list as lnkit.norms's
+    __all__,
+    count_statistics,
+    layer_norm,
+    layer_norm_backward,
+    layer_norm_stats,
+    normalize_over,
+    rms_norm,
+)
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "layer_norm",
-    "layer_norm_stats",
-    "rms_norm",
-    "layer_norm_backward",
-    "normalize_over",
-    "count_statistics",
-]
