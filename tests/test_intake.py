@@ -7,12 +7,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from lnkit.grading import integrity, intake
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+BIN = Path(sys.executable).parent  # nbgrader runs `alembic` from PATH: the venv's bin/ first
+ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 NOTEBOOK = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
 
 
@@ -111,7 +119,7 @@ def test_a_submission_intake_cannot_check_is_set_aside_whole_and_not_graded(tmp_
     assert any("grade this student again" in r.getMessage() and "--student ada" in r.getMessage()
                for r in caplog.records)
     flags = integrity.scan_submission(str(tmp_path), "01-layernorm", "ada", ["01-layernorm"], str(tmp_path))
-    assert {f.kind for f in flags} == {"structure", "intake"}
+    assert {f.kind for f in flags} == {"intake"}  # not "missing: scored 0": it was not graded at all
     assert any("the whole submission was refused: intake failed" in f.detail for f in flags)
 
 
@@ -137,3 +145,56 @@ def test_when_even_setting_aside_fails_the_run_stops_with_what_to_do(tmp_path, m
     monkeypatch.setattr(intake, "_set_aside_whole", cannot)
     with pytest.raises(SystemExit, match="could not be checked .* nor moved aside"):
         intake.pre_autograde("01-layernorm", "ada", [str(folder / "01-layernorm.ipynb")])
+
+
+def _course_with_an_uncheckable_submission(place) -> Path:
+    """A course with three correct submissions; the middle one ("deep") holds a link intake cannot move aside."""
+    from corpus import CORRECT, write_submission
+
+    root = Path(__file__).resolve().parents[1]
+    course = place / "course"
+    shutil.copytree(root / "solutions" / "01-layernorm", course / "solutions" / "01-layernorm")
+    shutil.copy(root / "nbgrader_config.py", course)
+    subprocess.run([str(BIN / "nbgrader"), "generate_assignment", "01-layernorm", "--force"], cwd=course, env=ENV,
+                   check=True, capture_output=True)
+    for student in ("ok", "deep", "zz"):
+        write_submission(course / "exercises" / "01-layernorm" / "01-layernorm.ipynb", CORRECT,
+                         course / "submitted" / student / "01-layernorm" / "01-layernorm.ipynb")
+    _too_deep(course / "submitted" / "deep" / "01-layernorm", room=5)
+    return course
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["nbgrader autograde", "python -m lnkit.grading autograde"])
+def test_an_uncheckable_submission_fails_alone_and_the_command_says_so(tmp_path, command):
+    """Through the real commands: the student intake could not check is not graded, the students after it are, and
+    the exit status says that not all were (nbgrader's own behaviour for a student it cannot grade)."""
+    from nbgrader.api import Gradebook
+
+    course = _course_with_an_uncheckable_submission(tmp_path)
+    argv = ([str(BIN / "nbgrader"), "autograde", "01-layernorm"] if command.startswith("nbgrader") else
+            [sys.executable, "-m", "lnkit.grading", "autograde", "01-layernorm", "--jobs", "2", "--no-progress"])
+    out = subprocess.run(argv, cwd=course, env=ENV, capture_output=True, text=True)
+    said = out.stdout + out.stderr
+    assert out.returncode == 1, said[-3000:]
+    if command.startswith("nbgrader"):  # nbgrader's log names the student and the reason
+        assert "deep/01-layernorm: intake failed (OSError: File name too long" in said, said[-3000:]
+        assert "error processing assignment '01-layernorm' for student 'deep'" in said, said[-3000:]
+    else:  # the parallel command keeps nbgrader's logs in a file: its status line and the report say it
+        assert "NBGRADER ERROR deep: see the integrity report" in said, said[-3000:]
+        assert "gradebook mismatches" in said and "MISMATCH" not in said, said[-3000:]
+        report = (course / "autograded" / "integrity-01-layernorm.md").read_text()
+        assert re.search(r"- \*\*intake\*\*: the whole submission was refused: intake failed \(OSError: File name "
+                         r"too long.*never read\)", report), report
+        assert "scored 0" not in report, report  # it was not graded, and the report must not say it was
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        scores = {s.student.id: s.score for s in gb.assignment_submissions("01-layernorm")}
+        # not graded is not a 0: no autograded score was written for deep (a regrade fills them in)
+        written = [g.auto_score for s in gb.assignment_submissions("01-layernorm") if s.student.id == "deep"
+                   for nb in s.notebooks for g in nb.grades if g.auto_score is not None]
+    assert scores.get("ok") == scores.get("zz") == 10.0, scores
+    assert not scores.get("deep") and written == [], (scores, written)
+    assert not (course / "autograded" / "deep" / "01-layernorm").exists()
+    kept = course / "submitted" / "deep" / ".refused-01-layernorm"
+    whole = [p for p in kept.iterdir() if p.name.endswith("-whole-submission")]
+    assert len(whole) == 1 and (whole[0] / "01-layernorm.ipynb").is_file(), sorted(kept.iterdir())

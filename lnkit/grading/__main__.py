@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
           + (f": {', '.join(flagged[:20])}{' ...' if len(flagged) > 20 else ''})" if flagged else ")"))
     for m in out.mismatches:
         print(f"MISMATCH {m}", file=sys.stderr)
-    return 1 if out.mismatches else 0
+    for student in failed:  # as nbgrader autograde does: the others are graded, and the status says not all were
+        print(f"NBGRADER ERROR {student}: see the integrity report", file=sys.stderr)
+    return 1 if out.mismatches or failed else 0
 
 
 if __name__ == "__main__":

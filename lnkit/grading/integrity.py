@@ -91,7 +91,7 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
     flags = []
     folder = os.path.join(course, "submitted", student, assignment)
     present = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.ipynb")))
-    for name in notebooks:
+    for name in notebooks if os.path.isdir(folder) else []:  # a folder set aside whole is flagged by intake
         if f"{name}.ipynb" not in present:
             others = [p for p in present if p[:-6] not in notebooks]
             hint = f"; found {', '.join(others)} instead (renamed?)" if others else ""

@@ -164,10 +164,14 @@ def _run_workers(workers: list, assignment: str, students: list[str], progress: 
 
 
 def zero_missing_and_verify(course: str, db_url: str, assignment: str, students: list[str]) -> tuple[list, list]:
-    """Score 0 for notebooks missing from a submission; then one complete gradebook row per submitted student."""
+    """Score 0 for notebooks missing from a submission; then one complete gradebook row per submitted student.
+    A student whose submitted folder is gone (intake set it aside whole) is left ungraded, as nbgrader left it."""
     from nbgrader.api import Gradebook, MissingEntry
 
     mismatches, notebooks = [], []
+    # a folder intake moved aside whole was not graded: it gets no zeros (the NBGRADER ERROR line and the report say so)
+    set_aside = {s for s in students if not os.path.isdir(os.path.join(course, "submitted", s, assignment))}
+    students = [s for s in students if s not in set_aside]
     with Gradebook(db_url) as gb:
         notebooks = [nb.name for nb in gb.find_assignment(assignment).notebooks]
         for student in students:
@@ -188,6 +192,8 @@ def zero_missing_and_verify(course: str, db_url: str, assignment: str, students:
         submitted = set(students)
         for sub in gb.assignment_submissions(assignment):
             sid = sub.student.id
+            if sid in set_aside:
+                continue
             if sid not in submitted:
                 mismatches.append(f"{sid}: a gradebook submission without a submitted folder")
                 continue
