@@ -239,7 +239,7 @@ def page(lab, browser):
         tab.locator(".jp-Dialog .jp-mod-accept").click()
     tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
     # The indicator can say idle before the kernel has answered: Run All then runs nothing and says nothing (seen
-    # once in ten). Wait, as JupyterLab's own code would, for the session and the kernel's first reply.
+    # once in five). Wait, as JupyterLab's own code would, for the session and the kernel's first reply.
     tab.evaluate("""async () => {
         const panel = window.jupyterapp.shell.currentWidget;
         await panel.context.ready;
