@@ -237,9 +237,8 @@ def page(lab, browser):
     tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Dialog", state="attached")
     if tab.locator(".jp-Dialog", has_text="Select Kernel").count():
         tab.locator(".jp-Dialog .jp-mod-accept").click()
-    tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
     # The indicator can say idle before the kernel has answered: Run All then runs nothing and says nothing (seen
-    # once in five). Wait, as JupyterLab's own code would, for the session and the kernel's first reply.
+    # once in five). So the wait is on the session and the kernel's first reply, then on a connected, idle kernel.
     tab.evaluate("""async () => {
         const panel = window.jupyterapp.shell.currentWidget;
         await panel.context.ready;
