@@ -318,6 +318,11 @@ except OSError:
                                                                        "'test_layer_norm' was missing"],
              edit="delete-solution-and-test", may_flag=["was deleted"]),
         Case("empty-notebook", 10, 0, ["not written yet"], ["was missing"], edit="empty", may_flag=["was deleted"]),
+        # issue 18, class 1: student content in the instructor's pages (insert this class's cases above this line)
+        # issue 18, class 2: what the student's process reports about itself (insert above this line)
+        # issue 18, class 3: hidden cases per student and submission, capped text (insert above this line)
+        # issue 18, class 4: limits per student, the notebook's budget, the sockets folder (insert above this line)
+        # issue 18, classes 5 and 6: reports, the worker protocol, submission times (insert above this line)
     ]
 
 
