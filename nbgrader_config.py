@@ -43,15 +43,22 @@ c.GenerateAssignment.preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
+# --- collecting --------------------------------------------------------------------------------------------------
+# nbgrader collect and the formgrader's collect button: the submission time is the exchange's (the newest inode
+# change time of what the student handed in), never the student's timestamp.txt; links are not followed. Collect
+# from this folder (or with this line in your own configuration): a stock collect keeps the student's claim.
+c.ExchangeFactory.collect = "lnkit.grading.collect.TrustedTimeCollect"
+
 # --- autograding -------------------------------------------------------------------------------------------------
 # Student code runs only in a bubblewrap sandbox per student (lnkit.grading.sandbox): the kernel nbgrader executes and
 # the process whose answers the checks score. nbgrader's own lists of preprocessors, with three replaced:
 # SafeExecute (the sandboxed kernel; a dead or stuck kernel ends the in-kernel run instead of leaving the submission
 # ungraded), CheckOutsideKernel before SaveAutoGrades (each test cell's outputs become the verdict of the instructor's
-# test cell run outside the student's kernel, hidden cases drawn from the course's secret), and
+# test cell run outside the student's kernel, hidden cases drawn per submission from the course's secret), and
 # OverwriteCellsFromSource (metadata and missing cells restored from the instructor's source, never a crash).
 c.Autograde.autograde_preprocessors = [
     "lnkit.grading.preprocessors.SafeExecute",
+    "lnkit.grading.preprocessors.SafeOutputs",  # outputs no page can run: text, errors, PNG/JPEG/GIF; nothing else
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -73,6 +80,16 @@ c.GenerateFeedback.preprocessors = [
     "lnkit.grading.preprocessors.HiddenTestsOutOfFeedback",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# Every page nbgrader renders from a student's notebook (the formgrader's Manual Grading page, in the instructor's
+# Jupyter origin, and the feedback) shows student content inert: markdown and outputs cleaned against an allow-list
+# (lnkit.grading.render), no script output emitted. nbconvert's own sanitize_html alone misses nbgrader's templates'
+# markdown cells. The feedback's exporter also drops unsafe outputs again and puts a Content-Security-Policy in the
+# page; the formgrader does too where the server loads the lnkit.grading.render extension (the hub's does).
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.preprocessors = ["lnkit.grading.preprocessors.SafeOutputs"]  # for notebooks graded before it
+c.HTMLExporter.filters = {"markdown2html": "lnkit.grading.render.markdown2html",
+                          "clean_html": "lnkit.grading.render.clean_html"}
+c.GenerateFeedback.exporter_class = "lnkit.grading.render.SafeHTMLExporter"
 # Before nbgrader reads a submission: only regular files, within caps (the rest is moved aside, never followed).
 # After it is graded as root: autograded/, the gradebook and the secret go back to the course folder's owner.
 c.Autograde.pre_convert_hook = "lnkit.grading.intake.pre_autograde"
@@ -88,6 +105,10 @@ c.GradingSandbox.memory_bytes = 4 * 1024**3
 
 # Limits. In the kernel (which only produces what students see in their feedback): wall-clock seconds per cell.
 c.Execute.timeout = int(os.environ.get("LNKIT_KERNEL_CELL_SECONDS", 60))
+# the whole in-kernel run (it only makes what the feedback shows): CPU seconds of the kernel's sandbox, and a
+# wall-clock backstop that sleeping cells cannot extend; exercise 06, which trains, takes about 25 s
+c.SafeExecute.notebook_cpu_seconds = float(os.environ.get("LNKIT_NOTEBOOK_CPU_SECONDS", 300))
+c.SafeExecute.notebook_wall_seconds = float(os.environ.get("LNKIT_NOTEBOOK_WALL_SECONDS", 900))
 # Out of the kernel (the verdicts that count): CPU seconds per call of a student function, and for running the
 # notebook's code first. CPU time, not wall-clock time: a busy machine never changes a grade.
 c.CheckOutsideKernel.call_seconds = float(os.environ.get("LNKIT_CALL_SECONDS", 10))

@@ -428,7 +428,17 @@ def layer_norm_via_rms(x, gamma, beta, eps=1e-5):
     w = x.astype(np.float32) if x.dtype == np.float16 else x
     m = w.mean(-1, keepdims=True)
     return ((w - m) / np.sqrt(((w - m) ** 2).mean(-1, keepdims=True) + eps) * gamma + beta).astype(x.dtype)
-''', ("never calls a function named rms_norm",)),
+''', ("must compute its result by calling your rms_norm",)),
+    # calls rms_norm for show and returns a LayerNorm computed directly: the result does not follow the stand-in
+    Wrong("via-rms-calls-then-discards", "layer_norm_via_rms", '''
+import numpy as np
+
+def layer_norm_via_rms(x, gamma, beta, eps=1e-5):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    m = w.mean(-1, keepdims=True)
+    rms_norm(w - m, gamma, eps)
+    return ((w - m) / np.sqrt(((w - m) ** 2).mean(-1, keepdims=True) + eps) * gamma + beta).astype(x.dtype)
+''', ("must compute its result by calling your rms_norm",)),
     # --- chapter 6
     Wrong("pre-ln-is-post-ln", "pre_ln", '''
 def pre_ln(x, sublayer, norm):
@@ -522,6 +532,22 @@ import lnkit
 def layer_norm_backward(dout, x, gamma, eps=1e-5):
     return lnkit.layer_norm_backward(dout, x, gamma, eps)
 ''', ("you called lnkit.layer_norm_backward",), earns_nothing=True),
+    # torch's autograd: noticed by the profiler in the student's kernel; when grading, torch is not granted to 07, so
+    # its first call is refused in the sandbox (no profiler there)
+    Wrong("backward-calls-torch-autograd", "layer_norm_backward", '''
+import numpy as np
+import torch
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    gt = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
+    bt = torch.zeros_like(gt, requires_grad=True)
+    mean = xt.mean(-1, keepdim=True)
+    y = (xt - mean) / torch.sqrt(((xt - mean) ** 2).mean(-1, keepdim=True) + eps) * gt + bt
+    y.backward(torch.tensor(dout, dtype=torch.float64))
+    return (xt.grad.numpy().astype(x.dtype), gt.grad.numpy().astype(gamma.dtype),
+            bt.grad.numpy().astype(gamma.dtype))
+''', ("you called torch",), earns_nothing=True),
     # --- chapter 8
     Wrong("running-naive-one-pass", "running_stats", '''
 import numpy as np
@@ -533,12 +559,43 @@ def running_stats(x):
     n = x.shape[-1]
     return (s / n).astype(x.dtype), (s2 / n - (s / n) ** 2).astype(x.dtype)
 ''', ("welford",)),
-    Wrong("running-calls-np-var", "running_stats", '''
+    # np.var is accepted (only values are graded, see ALSO_RIGHT), but squaring float16 values in float16 overflows
+    Wrong("running-np-var-in-float16", "running_stats", '''
 import numpy as np
 
 def running_stats(x):
     return x.mean(-1), x.var(-1)
-''', ("you called np.var",), earns_nothing=True),
+''', ("float16 input overflows",)),
+]
+
+
+@dataclass(frozen=True)
+class Right:
+    id: str
+    function: str
+    source: str  # another answer that must pass every check of its function, visible and hidden, every part
+
+
+# Answers other than CORRECT's that must score full marks: what is graded is the values, never how they were computed.
+ALSO_RIGHT = [
+    # chapter 8's model answer is Welford's one pass; np.var's two passes are as accurate, and score
+    Right("running-np-var", "running_stats", '''
+import numpy as np
+
+def running_stats(x):
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    return w.mean(-1).astype(x.dtype), np.var(w, axis=-1).astype(x.dtype)
+'''),
+    # switching the profiler off changes nothing: no verdict depends on one (grading runs none)
+    Right("running-np-var-profiler-off", "running_stats", '''
+import sys
+import numpy as np
+
+def running_stats(x):
+    sys.setprofile(None)
+    w = x.astype(np.float32) if x.dtype == np.float16 else x
+    return w.mean(-1).astype(x.dtype), w.var(-1).astype(x.dtype)
+'''),
 ]
 
 

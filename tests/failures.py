@@ -88,6 +88,12 @@ def lookup_answer() -> str:
     """A layer_norm that answers every case lnkit's public seeds draw (visible and hidden) from a table, and zeros
     otherwise: what a student could precompute from the repository. The graded hidden cases come from the course's
     secret, so the visible check passes and the hidden one fails."""
+    return _table_answer((None,))
+
+
+def _table_answer(hidden_keys: tuple) -> str:
+    """A layer_norm that answers, from a table, every visible case and the hidden cases drawn from each of
+    hidden_keys (None: lnkit's public hidden seed), and zeros otherwise."""
     import base64
     import io
 
@@ -106,10 +112,14 @@ def lookup_answer() -> str:
         table[key(x, gamma, beta, eps)] = out = _ln64(x, gamma, beta, eps)
         return out
 
-    set_hidden_secret(None)
-    with contextlib.redirect_stdout(io.StringIO()):
-        check_layer_norm(record)
-        check_layer_norm(record, hidden=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            check_layer_norm(record)
+            for hidden_key in hidden_keys:
+                set_hidden_secret(hidden_key)
+                check_layer_norm(record, hidden=True)
+    finally:
+        set_hidden_secret(None)
     buf = io.BytesIO()
     np.savez(buf, *table.values())
     data = base64.b64encode(buf.getvalue()).decode()
@@ -121,6 +131,34 @@ def lookup_answer() -> str:
             "    if short in _KEYS:\n"
             "        return _VALUES['arr_' + str(_KEYS.index(short))]\n"
             "    return np.zeros_like(x)\n")
+
+
+# What a student who records the hidden inputs first submits: correct, and keeping every input it is called with.
+RECORDER = CORRECT["layer_norm"] + '''
+_correct, seen = layer_norm, []
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    seen.append((x, gamma, beta, eps))
+    return _correct(x, gamma, beta, eps)
+'''
+
+
+def table_of_another_grading(course: Path, student: str, answers: dict) -> str:
+    """The table a student would hold after recording the hidden cases of ``student``'s submission of ``answers``
+    (grade_id -> source), graded in ``course``: its hidden cases are drawn from that submission's key, derived as
+    the grader does (lnkit.grading.intake.hidden_cases_key over the course's secret and the submitted folder)."""
+    import tempfile
+
+    from corpus import write_submission
+    from lnkit.grading.intake import course_secret, hidden_cases_key, submission_digest
+
+    secret = course_secret(f"sqlite:///{course / 'gradebook.db'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / student / ASSIGNMENT
+        write_submission(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", answers,
+                         folder / f"{ASSIGNMENT}.ipynb")
+        key = hidden_cases_key(secret, student, ASSIGNMENT, ASSIGNMENT, submission_digest(str(folder)))
+    return _table_answer((None, key))
 
 
 def cases(course: Path) -> list[Case]:
@@ -282,7 +320,8 @@ try:
 except OSError as e:
     print("locked/notes.txt:", type(e).__name__)
 '''),
-        Case("fills-the-kernel-sockets-folder", 10, 10, ["check_layer_norm: 15 cases passed"], ["kernel died"],
+        Case("fills-the-kernel-sockets-folder", 10, 10, ["check_layer_norm: 15 cases passed"],
+             ["kernel was stopped", "sockets' folder"],
              layer_norm=CORRECT["layer_norm"] + '''
 import os
 try:  # in the kernel: the one host folder it may write to holds its sockets; fill the host's disk through it
@@ -319,9 +358,88 @@ except OSError:
              edit="delete-solution-and-test", may_flag=["was deleted"]),
         Case("empty-notebook", 10, 0, ["not written yet"], ["was missing"], edit="empty", may_flag=["was deleted"]),
         # issue 18, class 1: student content in the instructor's pages (insert this class's cases above this line)
+        # correct, but in the grading server (not in the kernel) it computes for 9 CPU seconds over its first 9 calls,
+        # each under the 2 s call limit, and patches the server so that every reply says the call took no time: the
+        # cell's 8 s limit is counted from outside the sandbox
+        Case("reports-no-time", 18, 4, ["more than the time limit of 8 s per cell"],
+             ["passed in the student's kernel but failed outside it"], layer_norm=CORRECT["layer_norm"] + '''
+import sys, time
+_server = sys.modules.get("server")
+_correct, _spent = layer_norm, [0]
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    if _server is not None and _spent[0] < 9:
+        _spent[0] += 1
+        end = time.process_time() + 1.0
+        while time.process_time() < end:
+            pass
+    return _correct(x, gamma, beta, eps)
+
+if _server is not None:
+    _real_call = _server.Server.call
+
+    def _no_time(self, request, blobs):
+        reply, out = _real_call(self, request, blobs)
+        reply["seconds"] = 0.0
+        return reply, out
+
+    _server.Server.call = _no_time
+    _server._run_delay = lambda: 0.0
+'''),
         # issue 18, class 2: what the student's process reports about itself (insert above this line)
+        # answers from a table of hidden cases recorded in another grading: a classmate's ("perfect"), or this
+        # student's own earlier submission (the same notebook with a recorder). Each submission has its own hidden
+        # cases, so the table answers the visible and the public hidden cases only
+        Case("hidden-table-of-a-classmate", 18, 4, ["check_layer_norm: 15 cases passed", "layer_norm returns wrong",
+                                                    "hidden inputs and answers are not shown"],
+             ["passed in the student's kernel but failed outside it"], edit="table-of-classmate",
+             not_in_feedback=["expected:", "got:"]),
+        Case("hidden-table-of-an-earlier-submission", 18, 4, ["check_layer_norm: 15 cases passed",
+                                                              "layer_norm returns wrong"],
+             ["passed in the student's kernel but failed outside it"], edit="table-of-earlier-submission",
+             not_in_feedback=["expected:", "got:"]),
+        # an exception class named by 24 million characters (a 23 MB feedback page before): cut at 200, and said
+        Case("huge-exception-type", 18, 4, ["layer_norm raised " + "A" * 200 + " ... (cut)"], [],
+             not_in_feedback=["A" * 201], layer_norm=_ln("raise type('A' * 24_000_000, (Exception,), {})('why')")),
         # issue 18, class 3: hidden cases per student and submission, capped text (insert above this line)
+        Case("sleeps-in-every-cell", 18, 10, ["check_layer_norm: 15 cases passed", "budget of 60 s"],
+             ["budget of 60 s"], extra_cells=[(999, "import time\ntime.sleep(5)")] * 20),
+        Case("fills-a-subfolder-of-the-sockets-folder", 18, 10, ["check_layer_norm: 15 cases passed"],
+             ["kernel was stopped", "sockets' folder"], layer_norm=CORRECT["layer_norm"] + '''
+import os
+try:  # in the kernel: 320 MiB into a subfolder of its sockets' folder (the guard once looked at the top only)
+    from ipykernel.connect import get_connection_file
+    folder = os.path.join(os.path.dirname(get_connection_file()), "deep", "er")
+    os.makedirs(folder)
+    for i in range(80):
+        with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
+            f.write(b"x" * 4 * 1024**2)
+except (ImportError, OSError):
+    pass
+'''),
+        Case("locks-a-folder-in-the-sockets-folder", 18, 10, ["check_layer_norm: 15 cases passed"],
+             ["folder in its sockets' folder unreadable"], layer_norm=CORRECT["layer_norm"] + '''
+import os, time
+try:  # in the kernel: a folder nobody may enter, left behind in the host's /tmp
+    from ipykernel.connect import get_connection_file
+    folder = os.path.join(os.path.dirname(get_connection_file()), "locked")
+    os.makedirs(os.path.join(folder, "inner"))
+    open(os.path.join(folder, "inner", "f"), "w").write("x")
+    os.chmod(os.path.join(folder, "inner"), 0)
+    os.chmod(folder, 0)
+    time.sleep(2)
+except (ImportError, OSError):
+    pass
+'''),
         # issue 18, class 4: limits per student, the notebook's budget, the sockets folder (insert above this line)
+        # its exception message draws a section flagging "perfect" in the Markdown report, and a formula in the CSV:
+        # escaped, on its own line and in its own field; "perfect" stays unflagged (test_honest_students_...)
+        Case("report-injection", 18, 4, ["raised systemexit"], ["raised systemexit"],
+             layer_norm=_ln('raise SystemExit("\\n\\n## perfect\\n- **reference** (01-layernorm): called the '
+                            'reference\\n=HYPERLINK(\\"http://evil.example\\")\\n")')),
+        # a timestamp.txt in the submitted folder, as a stock nbgrader collect leaves the student's own: flagged
+        Case("timestamp-claimed", 18, 10, ["check_layer_norm: 15 cases passed"],
+             ["the submission time is the student's own timestamp.txt"], edit="timestamp-claimed"),
         # issue 18, classes 5 and 6: reports, the worker protocol, submission times (insert above this line)
     ]
 
@@ -330,6 +448,10 @@ def build(course: Path, case: Case) -> None:
     """Write case's submission to course/submitted/<case.id>/01-layernorm/, from the release."""
     folder = course / "submitted" / case.id / ASSIGNMENT
     folder.mkdir(parents=True)
+    if case.edit == "table-of-classmate":  # "perfect" submits CORRECT (see tests/test_failures.py)
+        case.layer_norm = table_of_another_grading(course, "perfect", CORRECT)
+    elif case.edit == "table-of-earlier-submission":
+        case.layer_norm = table_of_another_grading(course, case.id, {**CORRECT, "layer_norm": RECORDER})
     nb = nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     index = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
     nb.cells[index["layer_norm_stats"]].source = CORRECT["layer_norm_stats"]
@@ -383,6 +505,8 @@ def build(course: Path, case: Case) -> None:
         (folder / "locked").mkdir()
         (folder / "locked" / "notes.txt").symlink_to(course / "root-only.txt")
         (folder / "locked").chmod(0o500)
+    elif case.edit == "timestamp-claimed":
+        (folder / "timestamp.txt").write_text("2000-01-01 00:00:00.000000 UTC")
     elif case.edit == "shadow":
         (folder / "lnkit.py").write_text(
             "class _Checks:\n"

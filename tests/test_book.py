@@ -141,6 +141,40 @@ def test_search_finds_rmsnorm(site, browser):
     tab.close()
 
 
+# What a reader must never see on a page: a library's warning, a path of the machine that built the book, a
+# traceback. A folder named in prose (`/tmp`, `/home/student` in the instructors' page) is not a path into one.
+NOISE = re.compile(
+    r"site-packages|dist-packages|\w*Warning:|/root/|/home/[^/\s]+/|/tmp/|Traceback \(most recent call last\)"
+    r"|Cell In\[\d+\]|File \"[^\"]+\", line \d+"
+)
+
+
+def page_noise(page_html: str) -> list[str]:
+    """The lines of a built page that a reader sees (prose and cell outputs, not code cells' source) and that hold
+    noise, each as 'line N: text'."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    article = soup.select_one("article") or soup.body
+    for source in article.select(".cell_input, script, style"):
+        source.decompose()
+    lines = article.get_text("\n").splitlines()
+    return [f"line {n}: {line.strip()[:200]}" for n, line in enumerate(lines, 1) if NOISE.search(line)]
+
+
+def test_no_page_shows_warnings_build_paths_or_tracebacks(built_book):
+    noisy = {page: found for page in toc_pages() if (found := page_noise((built_book / f"{page}.html").read_text()))}
+    assert noisy == {}, "noise on the pages (page: lines of its text):\n" + "\n".join(
+        f"{page}.html: {line}" for page, lines in noisy.items() for line in lines)
+
+
+def test_the_noise_check_sees_a_cell_warning_and_ignores_code_and_prose():
+    warned = ('<article><div class="cell_input"><pre>import site-packages</pre></div><div class="cell_output">'
+              "<pre>/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found."
+              "</pre></div><p>a private <code>/tmp</code> in <code>/home/student</code></p></article>")
+    assert len(page_noise(warned)) == 1 and "TqdmWarning" in page_noise(warned)[0]
+    assert page_noise(warned.replace("TqdmWarning: IProgress", "IProgress").replace("site-packages", "x")) == []
+
 
 def _links(page_html: str) -> set[str]:
     return {html.unescape(h) for h in re.findall(r'href="([^"]+)"', page_html)}

@@ -53,6 +53,7 @@ def run(*cmd: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 def _limits() -> dict:
     return {"LNKIT_CALL_SECONDS": "2", "LNKIT_START_SECONDS": "10", "LNKIT_KERNEL_CELL_SECONDS": "8",
+            "LNKIT_NOTEBOOK_WALL_SECONDS": "60",
             "LNKIT_TEST_TOKEN": GRADER_TOKEN}  # a variable of the grader's that student code must never see
 
 

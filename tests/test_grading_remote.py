@@ -109,7 +109,7 @@ def test_a_correct_answer_passes_out_of_the_kernel_for_every_check(capsys):
     assert capsys.readouterr().out.count("cases passed") == len(CHECKS)
 
 
-def test_via_rms_is_graded_with_a_correct_rms_norm_standing_in():
+def test_via_rms_is_graded_with_a_stand_in_rms_norm():
     wrong_rms = CORRECT["rms_norm"].replace("np.sqrt(ms + eps)", "(ms + eps)")  # graded by check_rms_norm only
     assert wrong_rms != CORRECT["rms_norm"]
     out = grade(wrong_rms + CORRECT["layer_norm_via_rms"],
@@ -119,7 +119,7 @@ def test_via_rms_is_graded_with_a_correct_rms_norm_standing_in():
                   "    xc = x.astype(np.float64) - x.astype(np.float64).mean(-1, keepdims=True)\n"
                   "    return (xc / np.sqrt((xc**2).mean(-1, keepdims=True) + eps) * gamma + beta).astype(x.dtype)\n",
                   "from lnkit.checks import check_layer_norm_via_rms\ncheck_layer_norm_via_rms(layer_norm_via_rms)\n")
-    assert not never["passed"] and "never calls a function named rms_norm" in never["evalue"]
+    assert not never["passed"] and "must compute its result by calling your rms_norm" in never["evalue"]
 
 
 @pytest.mark.parametrize("source, words, event", [

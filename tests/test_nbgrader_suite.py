@@ -267,9 +267,10 @@ def test_ordinary_test_cells_score_as_in_the_kernel():
 
 
 def test_execute_timeout_limits_a_test_cell_by_the_time_its_code_took():
-    """c.Execute.timeout fails a test cell whose student code took longer (here a sleep), as nbgrader's kernel
-    timeout does; a failure found by the check keeps its own message; no limit, no failure."""
-    cells = ["import time\ndef slow():\n    time.sleep(2.5)\n    return True\ndef quick():\n    return True\n"]
+    """c.Execute.timeout fails a test cell whose student code used more CPU seconds (counted from outside the sandbox),
+    as nbgrader's kernel timeout does; a failure found by the check keeps its own message; no limit, no failure."""
+    cells = ["import time\ndef slow():\n    end = time.process_time() + 2.5\n    while time.process_time() < end:\n"
+             "        pass\n    return True\ndef quick():\n    return True\n"]
     tests = {"slow": "assert slow()", "quick": "assert quick()", "wrong": "assert not slow()"}
     limited = _grade(cells, tests, cell_seconds=1.5)
     assert not limited["slow"]["passed"] and limited["slow"]["ename"] == "TimeoutError"
@@ -280,9 +281,9 @@ def test_execute_timeout_limits_a_test_cell_by_the_time_its_code_took():
 
 
 def test_execute_timeout_does_not_count_waiting_for_a_cpu():
-    """The time a call took is the clock less the time it waited for a CPU: with four CPU hogs beside it, a call that
-    computes for 1 CPU second stays under a 2 s cell limit however long it waited (each hog in a session of its own,
-    so that the scheduler's per-session groups do not shield the student's sandbox from them)."""
+    """The cell limit counts CPU seconds: with four CPU hogs beside it, a call that computes for 1 CPU second stays
+    under a 2 s cell limit however long it waited (each hog in a session of its own, so that the scheduler's
+    per-session groups do not shield the student's sandbox from them)."""
     cells = ["import time\ndef spin():\n    end = time.process_time() + 1.0\n    while time.process_time() < end:\n"
              "        pass\n    return True\n"]
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
@@ -366,3 +367,21 @@ def test_names_bound_to_modules_reach_only_what_the_sandbox_has():
     assert got["granted"]["passed"]
     for name in ("lnkit", "alias", "private", "side-effect"):
         assert not got[name]["passed"] and "which grading does not load" in got[name]["evalue"], got[name]
+
+
+def test_a_students_name_never_reaches_a_module_that_acts_with_the_graders_rights(tmp_path):
+    """The test cell is the instructor's, but which module or class its names reach is the student's choice: a name
+    bound to subprocess, os or one of their classes is refused outside the kernel, so the instructor's innocent call
+    runs nothing on the grader's machine; modules that only compute are the checker's own import."""
+    marker = tmp_path / "ran-outside"
+    cells = ["import subprocess as math\nfrom subprocess import Popen as Fraction\nimport os as statistics\n"
+             "import collections\n"]
+    tests = {"module": f"math.run(['touch', {str(marker)!r}])",
+             "class": f"Fraction(['touch', {str(marker)!r}]).wait()",
+             "os": f"statistics.system('touch {marker}')",
+             "pure": "assert collections.Counter('aab')['a'] == 2"}
+    got = _grade(cells, tests)
+    assert got["pure"]["passed"], got["pure"]
+    for name in ("module", "class", "os"):
+        assert not got[name]["passed"] and "which grading does not load" in got[name]["evalue"], got[name]
+    assert not marker.exists()

@@ -1,9 +1,12 @@
-"""Hidden cases drawn from a course's secret: a correct answer passes them whatever the secret, a wrong one fails.
+"""Hidden cases drawn from a course's secret: a correct answer passes them whatever the secret and whoever the
+student, a wrong one fails.
 
-Grading draws every hidden case from the course's secret (lnkit.checks.set_hidden_secret; .lnkit-secret beside the
-gradebook), so each course grades on inputs no student could know. That is only fair if the inputs a secret can
-produce never fail a correct answer on rounding: here every check grades the course's correct answers (and a second,
-float32-only one, computed the way fast code is) under many random secrets.
+Grading draws every hidden case from a key per submission, derived from the course's secret (.lnkit-secret beside the
+gradebook), the student and what they submitted (lnkit.grading.intake.hidden_cases_key, passed to
+lnkit.checks.set_hidden_secret), so each submission is graded on inputs no student could know or carry from another
+grading. That is only fair if the inputs a key can produce never fail a correct answer on rounding: here every check
+grades the course's correct answers (and a second, float32-only one, computed the way fast code is) under many random
+secrets, and under the keys of many students and submissions.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import pytest
 
 from corpus import CHECKS, CORRECT, WRONG
 from lnkit import checks
+from lnkit.grading.intake import hidden_cases_key
 
 SECRETS = [bytes([i]) * 4 + os.urandom(28) for i in range(40)]
+# the keys grading derives: one course's secret, 40 students, each with a submission of their own
+STUDENT_KEYS = [hidden_cases_key(SECRETS[0], f"student-{i}", "01-layernorm", "01-layernorm", os.urandom(32).hex())
+                for i in range(40)]
 
 
 def student(function: str, source: str | None = None):
@@ -35,10 +42,10 @@ def _public_seed_afterwards():
 
 
 @pytest.mark.parametrize("function", sorted(CHECKS))
-def test_a_correct_answer_passes_the_hidden_cases_of_every_secret(function):
+def test_a_correct_answer_passes_the_hidden_cases_of_every_secret_and_every_student(function):
     check = getattr(checks, CHECKS[function][0])
     failed = []
-    for secret in SECRETS:
+    for secret in SECRETS + STUDENT_KEYS:
         checks.set_hidden_secret(secret)
         try:
             with contextlib.redirect_stdout(io.StringIO()):

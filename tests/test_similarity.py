@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import write_submission
+from corpus import CORRECT, write_submission
 from similarity_corpus import HONEST, PLANTED
 
 pytest.importorskip("copydetect", reason="copydetect comes with lnkit[grading]")
@@ -180,3 +180,68 @@ def test_command_line(graded):
     bad = subprocess.run([sys.executable, "-m", "lnkit.grading.similarity", ASSIGNMENT, "--course", str(course),
                           "--threshold", "lots"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "threshold must be a number" in bad.stderr
+
+
+def _add_cells(notebook: Path, *sources: str) -> None:
+    nb = json.loads(notebook.read_text())
+    nb["cells"] += [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
+                    for s in sources]
+    notebook.write_text(json.dumps(nb))
+
+
+def test_a_submission_that_breaks_the_parser_is_reported_alone(tmp_path):
+    """A cell of 200 KB of "-" made the whole class's scan fail (MemoryError). Now what is read is capped, each
+    student is tokenised on their own, and every copy is still flagged; the report names that student alone."""
+    answers = {**HONEST, **{s: v[0] for s, v in PLANTED.items()}, "dashes": {}}
+    course = make_course(tmp_path, answers)
+    _add_cells(course / "submitted" / "dashes" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
+               "-" * 200_000, "x = " + "-" * 19_000 + "1\n")  # the second is under the cell cap: the parser's turn
+    students = sorted(answers)
+    lines = similarity.scan(str(course), ASSIGNMENT, students, [ASSIGNMENT], str(course / "autograded"))
+    assert lines[0].startswith("similarity: 66 pairs of students compared") and "4 above 60%" in lines[0], lines
+    for copier, (_, source, _) in PLANTED.items():
+        assert any(copier in line and source in line for line in lines[1:] if line.startswith("similar:")), lines
+    problems = [line for line in lines if line.startswith("similarity: ") and line is not lines[0]]
+    assert problems == [f"similarity: dashes: {ASSIGNMENT}.ipynb: a cell of 200000 characters was left out "
+                        f"(more than {similarity.MAX_CELL_CHARS})"], lines
+    page = (course / "autograded" / f"similarity-{ASSIGNMENT}.html").read_text()
+    assert "dashes: " in page and "a cell of 200000 characters was left out" in page
+
+
+def test_the_tokeniser_fails_one_student_at_a_time(monkeypatch):
+    """Whatever the tokeniser meets (an exception, MemoryError included; a crash; CPU time past the budget), that
+    student alone is reported, and the students after it are tokenised all the same."""
+    sabotage = (
+        "import os, signal, lnkit.grading.similarity as s\n"
+        "s.TOKENISE_CPU_SECONDS = 1\n"
+        "real = s.filter_code\n"
+        "def filter_code(code):\n"
+        "    if 'MEMORY' in code: raise MemoryError\n"
+        "    if 'CRASH' in code: os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "    if 'SPIN' in code:\n"
+        "        while True: pass\n"
+        "    return real(code)\n"
+        "s.filter_code = filter_code\n"
+        "s._tokeniser()\n")
+    monkeypatch.setattr(similarity, "_TOKENISER", sabotage)
+    monkeypatch.setattr(similarity, "TOKENISE_CPU_SECONDS", 1)
+    good = "def f(x):\n    return x + 1\n"
+    codes = {"a": good, "b": "MEMORY", "c": good, "d": "CRASH", "e": good, "f": "SPIN", "g": good}
+    done, failed = similarity.filter_isolated(codes)
+    assert sorted(done) == ["a", "c", "e", "g"] and done["g"] == done["a"]
+    assert failed == {"b": "its code could not be tokenised (MemoryError: )",
+                      "d": f"the tokeniser stopped on its code (exit status {-__import__('signal').SIGSEGV})",
+                      "f": "tokenising its code took more than 1 CPU seconds"}, failed
+
+
+def test_every_student_string_on_the_page_is_escaped(tmp_path):
+    """A student id is a folder name (anything but "/"), the code is the student's: neither becomes a tag."""
+    code = {"layer_norm": CORRECT["layer_norm"] + '\nNOTE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"\n'}
+    course = make_course(tmp_path, {"<img src=x onerror=alert(3)>": code, "eve' onmouseover='alert(4)": code,
+                                    "not-utf8-\udcff": code})  # a folder name os.listdir gives with a lone surrogate
+    _, page = similarity.run(str(course), ASSIGNMENT)
+    text = Path(page).read_text()
+    assert "flagged" in text and "<section id=" in text  # the pair is flagged: its code is on the page
+    assert "<script" not in text and "<img" not in text and "onmouseover='" not in text
+    assert "&lt;img src=x onerror=alert(3)&gt;" in text
+    assert f"http-equiv='Content-Security-Policy' content=\"{similarity.PAGE_POLICY}\"" in text  # the second wall

@@ -10,8 +10,14 @@
    Sphinx cannot know about by itself (its front matter also turns the execution cache off for it).
 4. No Colab button on MyST Markdown pages (the chapters): Colab opens .ipynb files only, so the button would lead
    to an error. The exercises are .ipynb files and keep it.
+5. No library progress bars on the pages. The chapters' kernels inherit this process's environment, and
+   HF_HUB_DISABLE_PROGRESS_BARS turns off the bars of huggingface_hub and transformers (weights loading, downloads):
+   in a page they would be a widget that cannot render or a stderr stream of carriage returns. A chapter's own tqdm
+   bar (chapter 6) is not theirs and stays. The warning tqdm.auto gives at import in a kernel without ipywidgets
+   ("IProgress not found") is not a bar: the `book` extra installs ipywidgets for it (pyproject.toml).
 """
 
+import os
 import shutil
 from pathlib import Path
 
@@ -61,6 +67,8 @@ def _colab_for_ipynb_only(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    # set before any chapter's kernel starts; a value the builder's environment gives is kept
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     app.connect("config-inited", _use_local_mathjax)
     app.connect("build-finished", _copy_mathjax)
     app.connect("source-read", _note_data_dependencies)

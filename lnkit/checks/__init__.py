@@ -7,7 +7,9 @@ comparing the student's answer with the answers of known wrong implementations) 
 On success it prints one line, such as ``check_layer_norm: 15 cases passed``.
 
 ``hidden=True`` runs other, randomized cases (another seed, other shapes and eps) so that answers hard-coded for the
-visible cases fail.
+visible cases fail. A failing hidden case is named by its kind (dtype, number of axes, what is special about it), the
+mistake and the chapter's section, never by its values, the right answer or the function's result: graded, the hidden
+cases are drawn afresh for each student and each submission.
 
 The checks never write to stderr (nbgrader scores any stderr output as a failure): warnings are silenced while they
 run. While the student's function runs, a profiler watches for calls into lnkit's reference implementations and

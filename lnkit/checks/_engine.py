@@ -2,17 +2,22 @@
 
 A check builds a :class:`_Spec` (the function's name, its reference answers, the known mistakes with their messages)
 and a list of :class:`_Case` inputs, and hands both to :func:`_run`. The hidden cases of the graded notebooks come from
-:func:`_rng`: out of the student's kernel (lnkit.grading) it is seeded from the instructor's secret, which is not in
-this package, so knowing every line of it does not tell the hidden inputs.
+:func:`_rng`: out of the student's kernel (lnkit.grading) it is seeded from a key the grader derives from the
+instructor's secret, the student and the submission's content, which is not in this package, so knowing every line of
+it does not tell the hidden inputs, and the inputs one grading drew fit no other submission. A message about a hidden
+case names its kind, the mistake and the chapter's section, never its values, what was expected or what the function
+returned (see :func:`_hidden_case`); every piece of the student's own text in a message is cut to a bounded length.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import dataclasses
 import math
 import os
+import re
 import sys
 import textwrap
 import warnings
@@ -23,8 +28,8 @@ import numpy as np
 
 
 VISIBLE_SEED = 20160721  # Ba, Kiros and Hinton put "Layer Normalization" on arXiv on 21 July 2016
-# The hidden cases a student can run in their own kernel (`hidden=True`). Graded hidden cases come from the
-# instructor's secret instead (set_hidden_secret), which no student can read.
+# The hidden cases a student can run in their own kernel (`hidden=True`). Graded hidden cases come from a key derived
+# from the instructor's secret instead (set_hidden_secret), which no student can read.
 HIDDEN_SEED = 1706_03762  # "Attention is all you need"
 _hidden_secret: bytes | None = None
 
@@ -32,8 +37,10 @@ _hidden_secret: bytes | None = None
 def set_hidden_secret(secret: bytes | None) -> None:
     """Draw every hidden case from ``secret`` from now on (None: back to the public HIDDEN_SEED).
 
-    lnkit.grading's checker calls it with the course's secret before it runs the instructor's test cells, so the
-    graded hidden inputs cannot be rebuilt from this package's source.
+    lnkit.grading's checker calls it with the key of the submission it grades (an HMAC of the course's secret, the
+    student, the assignment, the notebook and the submission's content; lnkit.grading.intake.hidden_cases_key) before
+    it runs the instructor's test cells, so the graded hidden inputs cannot be rebuilt from this package's source, and
+    differ for every student and every submission.
     """
     global _hidden_secret
     if secret is not None and (not isinstance(secret, bytes) or len(secret) < 16):
@@ -145,6 +152,65 @@ def _quiet():
 
 # --- showing inputs and outputs -----------------------------------------------------------------------------------
 
+# How much of the student's own text a message quotes: a type name, an exception's message, a repr. Longer text is cut
+# and says so (a 24 MB exception class name would otherwise make a 24 MB message, feedback page and notebook).
+NAME_CHARS = 200
+MESSAGE_CHARS = 2000
+REPR_CHARS = 300
+CUT_MARK = " ... (cut)"
+
+
+def _cut(text, limit: int) -> str:
+    """``text`` as a str of at most ``limit`` characters plus the cut mark when it was longer."""
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= limit else text[:limit] + CUT_MARK
+
+
+def _safe_repr(v) -> str:
+    """repr of a value the student's function returned, cut; a repr that fails is named, not raised."""
+    try:
+        return _cut(repr(v), REPR_CHARS)
+    except Exception:  # noqa: BLE001 - a student's object whose __repr__ fails
+        return f"<a {_cut(type(v).__name__, NAME_CHARS)} that cannot be shown>"
+
+
+# Exception classes whose name a message about a hidden case may show: Python's and NumPy's own. A class the student
+# made has a name they chose, which could spell out the hidden input.
+_PUBLIC_ERRORS = frozenset(
+    [n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)]
+    + [n for n in dir(getattr(np, "exceptions", None) or object()) if n[:1].isupper()]
+)
+
+
+def _error_name(type_name: str) -> str:
+    """How a message about a hidden case names the student's exception: by its name if it is a built-in one."""
+    return type_name if type_name in _PUBLIC_ERRORS else "an exception of a class of its own"
+
+
+def _hidden_case(spec: "_Spec", case: _Case) -> str:
+    """A hidden case in words, without any of its values: the kind of input (its description), and the dtype and
+    number of axes of each array argument. Nothing here tells an input apart from another of its kind, so no table of
+    inputs and answers can be built from messages; the values themselves are drawn afresh for every submission."""
+    kind = case.desc or "random"
+    args = []
+    for name, a in list(zip(spec.argnames, case.args)) + list(case.kwargs.items()):
+        if isinstance(a, np.ndarray):
+            args.append(f"{name}: {a.dtype} with {_axes(a.ndim)}")
+        elif callable(a):
+            args.append(f"{name}: a function")
+        else:
+            args.append(f"{name}: a {type(a).__name__}")
+    return f"a hidden case ({kind}; {', '.join(args)}); hidden inputs and answers are not shown"
+
+
+def _axes(n: int) -> str:
+    return f"{n} axis" if n == 1 else f"{n} axes"
+
+
+def _show_case(spec: "_Spec", case: _Case) -> str:
+    """The input of a failing case as a message shows it: a visible case in full, a hidden one by its kind only."""
+    return _hidden_case(spec, case) if spec.hidden else _show_input(spec.fname, spec.argnames, case)
+
 
 def _show_value(a) -> str:
     if isinstance(a, np.ndarray):
@@ -181,7 +247,7 @@ def _show_output(v) -> str:
         return f"{v.dtype} array of shape {v.shape}, starting {np.array2string(flat[:6], precision=5, separator=', ')}"
     if isinstance(v, np.ndarray):
         return f"{' '.join(np.array2string(v, precision=6, separator=', ').split())} ({v.dtype}, shape {v.shape})"
-    return repr(v)
+    return _safe_repr(v)
 
 
 # --- the engine ---------------------------------------------------------------------------------------------------
@@ -197,6 +263,7 @@ class _Failure:
     kind: str  # "error", "shape", "nonfinite", "values", "dtype", "type"
     got: tuple | None = None
     detail: str = ""
+    error_type: str = ""  # for kind "error": the name of the exception's class (the student's choice)
 
 
 @dataclass
@@ -211,21 +278,21 @@ class _Spec:
     tag_rules: Sequence[tuple[str, str]] = ()  # (tag, message) when every failing case has the tag
     lnkit_files: Sequence[str] = ("norms.py", "_torch.py")
     integers: bool = False  # the answers are Python ints
-    spy_extra: Callable | None = None
+    spy_extra: Callable | None = None  # one more profiler rule, in the student's own kernel only (never graded on)
     select: tuple | None = None  # grade only these outputs (indices into outnames); the others are not compared
     returns: tuple = ()  # every output the function returns (set by _run)
     contract_only: bool = False  # check only the contract: types, shapes, dtypes, inputs left alone, no reference
-    # Out of the kernel (lnkit.grading), the student's function runs in another process: the spy is named (see
-    # _SPIES), functions named in stand_in are replaced there by correct ones, and remote_info sees what came back.
-    spy_name: str = ""
-    stand_in: tuple = ()
-    remote_info: Callable[[dict], None] | None = None
+    # Out of the kernel (lnkit.grading), the student's function runs in another process, where each name in stand_in
+    # is replaced during the call by the stand-in the grading makes from its parameters (chapter 5's rms_norm, made
+    # from its factor). No profiler runs there: that process is the student's, and so would be its findings.
+    stand_in: dict = field(default_factory=dict)
     # False where the right value would give the exercise away (a count whose rule the student must derive): the
     # message then shows the input and what the function returned, not what it should have returned
     show_expected: bool = True
     # where the chapter explains it, as `chapter N, "Section"`: a wrong answer's message ends its first sentence
     # with it unless the message names a section itself
     section: str = ""
+    hidden: bool = False  # set by _run: the cases are hidden, so no message shows an input, an answer or a result
 
 
 def _fresh(a):
@@ -238,7 +305,7 @@ def _as_tuple(spec: _Spec, out, case: _Case) -> tuple:
     if n == 1:
         return (out,)
     if not isinstance(out, (tuple, list)) or len(out) != n:
-        what = type(out).__name__
+        what = _cut(type(out).__name__, NAME_CHARS)
         if isinstance(out, (tuple, list)):
             what = f"a {what} of {len(out)} items"
         raise _Stop(f"{spec.fname} must return a tuple of {n} arrays, ({', '.join(names)}); it returned {what}.")
@@ -273,20 +340,17 @@ def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict):
     carries ``kind`` and says itself to the student.
     """
     try:
-        out, after, info = student.remote_call(args, kwargs, spy=spec.spy_name,
-                                               stand_in=spec.stand_in)
+        out, after = student.remote_call(args, kwargs, stand_in=spec.stand_in)
     except Exception as e:  # noqa: BLE001 - only the grading's own problems are handled here
         if not getattr(type(e), "__lnkit_remote_error__", False):
             raise
         if e.kind == "raised":
             if e.type_name == "NotImplementedError":
                 raise _not_written(spec) from None
-            return _Failure(case, "error", detail=f"{e.type_name}: {e.message}"), args
+            return _Failure(case, "error", detail=_error_detail(e.type_name, e.message), error_type=e.type_name), args
         if e.kind == "reference":
             raise _Stop(_reference_message(spec, e.called)) from None
-        raise _Stop(f"{e.describe(spec.fname)}\n  input: {_show_input(spec.fname, spec.argnames, case)}") from None
-    if spec.remote_info is not None:
-        spec.remote_info(info)
+        raise _Stop(f"{_cut(e.describe(spec.fname), MESSAGE_CHARS)}\n  input: {_show_case(spec, case)}") from None
     after = tuple(a if b is None else b for a, b in zip(args, list(after) + [None] * len(args)))
     return out, after
 
@@ -312,7 +376,8 @@ def _call(spec: _Spec, student: Callable, case: _Case) -> tuple:
     except Exception as e:  # noqa: BLE001 - any error of the student's is reported, with its input
         if spy.called:
             raise _Stop(_reference_message(spec, spy.called)) from None
-        return _Failure(case, "error", detail=f"{type(e).__name__}: {e}")
+        return _Failure(case, "error", detail=_error_detail(type(e).__name__, _message_of(e)),
+                        error_type=type(e).__name__)
     if spy.called:
         raise _Stop(_reference_message(spec, spy.called))
     return _checked_call(spec, case, args, out)
@@ -329,14 +394,32 @@ def _checked_call(spec: _Spec, case: _Case, args: tuple, out) -> tuple:
                     f"{spec.fname} modified its input `{name}` in place (an operation such as `{name} -= mean` or "
                     f"`{name}[...] = ...` writes into the caller's array). Work on a new array instead: "
                     f"`{name} = {name} - mean` makes a copy and leaves the caller's data alone.\n"
-                    f"  input: {_show_input(spec.fname, spec.argnames, case)}"
+                    f"  input: {_show_case(spec, case)}"
                 )
     return _as_tuple(spec, out, case)
 
 
+def _error_detail(type_name, message) -> str:
+    """``TypeName: message`` of the student's exception, each part cut to its length."""
+    return f"{_cut(type_name, NAME_CHARS)}: {_cut(message, MESSAGE_CHARS)}"
+
+
+def _message_of(e: BaseException) -> str:
+    try:
+        return _cut(str(e), MESSAGE_CHARS)
+    except Exception:  # noqa: BLE001 - a student's exception whose __str__ fails
+        return "(its message cannot be shown)"
+
+
+# What a reference called on a hidden case may be named as: a short dotted name of a refused module. Any other text
+# came from the student's code (a made-up attribute name) and could spell out the hidden input.
+_REFERENCE_NAME = re.compile(r"(lnkit|torch|np|numpy)(\.[A-Za-z_][A-Za-z0-9_]{0,40}){1,5}")
+
+
 def _reference_message(spec: _Spec, called: str) -> str:
-    if called.startswith("np."):
-        return f"you called {called} inside {spec.fname}: write the one-pass update yourself, reading each value once."
+    called = _cut(called, NAME_CHARS)
+    if spec.hidden and not _REFERENCE_NAME.fullmatch(called):
+        called = "a reference implementation (a function of lnkit or torch)"
     return (
         f"you called {called} instead of writing {spec.fname} yourself. The exercise is to implement it with NumPy "
         f"operations (mean, subtraction, square root, ...); the reference implementations are off limits inside "
@@ -357,17 +440,20 @@ def _compare(spec: _Spec, case: _Case, got: tuple, expected: tuple) -> _Failure 
         name = spec.outnames[i]
         if spec.integers:
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
-                return _Failure(case, "type", got, f"{name}: returned {type(g).__name__} {g!r}, not an int")
+                return _Failure(case, "type", got, f"{name}: returned {_returned(spec, g)}, not an int")
             if int(g) != e:
                 return _Failure(case, "values", got)
             if not isinstance(g, int):
-                return _Failure(case, "type", got, f"it returned {type(g).__module__}.{type(g).__name__} {g!r}, "
+                return _Failure(case, "type", got, f"it returned {_returned(spec, g, module=True)}, "
                                                    f"not a plain Python int: wrap the result in `int(...)`")
             continue
         ga = _to_array(g)
         if ga is None:
-            return _Failure(case, "type", got, f"{name} is a {type(g).__name__}, not a NumPy array")
+            return _Failure(case, "type", got, f"{name} is a {_cut(type(g).__name__, NAME_CHARS)}, not a NumPy array")
         if ga.shape != e.shape:
+            if spec.hidden:  # the sizes would tell the hidden input's shape; the number of axes is in its kind
+                return _Failure(case, "shape", got, f"{name} has {_axes(ga.ndim)}; the right answer has {_axes(e.ndim)}"
+                                if ga.ndim != e.ndim else f"{name} has the right number of axes, but not their sizes")
             return _Failure(case, "shape", got, f"{name} has shape {ga.shape}; expected {e.shape}")
         if ga.dtype.kind not in "fiu":
             return _Failure(case, "type", got, f"{name} has dtype {ga.dtype}, not a floating dtype")
@@ -385,6 +471,13 @@ def _compare(spec: _Spec, case: _Case, got: tuple, expected: tuple) -> _Failure 
             if ga.dtype != e.dtype:
                 return _Failure(case, "dtype", got, f"{spec.outnames[i]} is {ga.dtype}; expected {e.dtype}")
     return None
+
+
+def _returned(spec: _Spec, g, module: bool = False) -> str:
+    """What the function returned, for a message: its type, and its value unless the case is hidden."""
+    t = type(g)
+    name = _cut(f"{t.__module__}.{t.__name__}" if module else t.__name__, NAME_CHARS)
+    return name if spec.hidden else f"{name} {_safe_repr(g)}"
 
 
 def _matches(spec: _Spec, case: _Case, got: tuple, answer: tuple) -> bool:
@@ -405,7 +498,7 @@ def _matches(spec: _Spec, case: _Case, got: tuple, answer: tuple) -> bool:
 
 def _diagnose(spec: _Spec, failures: list[_Failure]) -> str:
     first = failures[0]
-    show = lambda f: _show_input(spec.fname, spec.argnames, f.case)  # noqa: E731
+    show = lambda f: _show_case(spec, f.case)  # noqa: E731
     wrong = [f for f in failures if f.kind in ("shape", "nonfinite", "values")]
 
     # 1. does every failing case share a property that explains it (rows far from zero, float16 overflow)?
@@ -440,10 +533,16 @@ def _diagnose(spec: _Spec, failures: list[_Failure]) -> str:
     if spec.integers and len(failures) >= 2:
         answers = {repr(f.got) for f in failures if f.got is not None}
         if len(answers) == 1 and len(failures) == len([f for f in failures if f.got is not None]):
-            return _with_io(spec, f"{spec.fname} returns the same value, {failures[0].got[0]!r}, whatever its "
+            value = "" if spec.hidden else f", {_safe_repr(failures[0].got[0])},"
+            return _with_io(spec, f"{spec.fname} returns the same value{value} whatever its "
                                   f"arguments: compute the answer from them rather than writing it in.", first)
 
     # 4. describe the smallest failure as it is
+    if first.kind == "error" and spec.hidden:  # its message, even its class's name, could carry the hidden input
+        return (
+            f"{spec.fname} raised {_error_name(first.error_type)}; its message is not shown for a hidden case.\n"
+            f"  on the input {show(first)}\n  (the smallest of the {len(failures)} failing cases)."
+        )
     if first.kind == "error":
         return (
             f"{spec.fname} raised {first.detail}\n  on the input {show(first)}\n"
@@ -469,8 +568,10 @@ def _diagnose(spec: _Spec, failures: list[_Failure]) -> str:
 
 
 def _with_io(spec: _Spec, message: str, f: _Failure) -> str:
+    lines = [message, f"  smallest failing input: {_show_case(spec, f.case)}"]
+    if spec.hidden:  # neither the answer nor the function's own result: both are made from the hidden input
+        return "\n".join(lines)
     expected = spec.expected(f.case)
-    lines = [message, f"  smallest failing input: {_show_input(spec.fname, spec.argnames, f.case)}"]
     if f.got is not None:
         tols = f.case.tol or [(1e-9, 1e-9)] * len(expected)
         for i, (name, e, g) in enumerate(zip(spec.outnames, expected, f.got)):
@@ -534,11 +635,14 @@ def _fail(message: str) -> None:
     raise CheckFailed(message)
 
 
-def _run(spec: _Spec, student: Callable, cases: list[_Case]) -> None:
+def _run(spec: _Spec, student: Callable, cases: list[_Case], *, hidden: bool) -> None:
+    """Run every case, then pass (print a line) or fail with one diagnosed message. ``hidden`` (no default: every
+    check must say) keeps the cases' values, the answers and the function's results out of every message."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     if not callable(student):
         _fail(f"{spec.check}: pass your function itself, as in `{spec.check}({spec.fname})`; "
-              f"got {type(student).__name__}.")
+              f"got {_cut(type(student).__name__, NAME_CHARS)}.")
+    spec = dataclasses.replace(spec, hidden=bool(hidden))
     if spec.select:  # each case's tolerances follow the outputs that are compared
         cases = [c if not c.tol else dataclasses.replace(c, tol=[c.tol[i] for i in spec.select]) for c in cases]
     spec = _selected(spec)
@@ -561,7 +665,8 @@ def _run(spec: _Spec, student: Callable, cases: list[_Case]) -> None:
             message = _diagnose(spec, failures)
             first, _, rest = message.partition("\n")
             wrong_values = any(f.kind in ("values", "nonfinite", "shape") for f in failures)
-            if spec.section and wrong_values and "chapter " not in first:
+            # a hidden case's message has no input to study: the section is where to look
+            if spec.section and (wrong_values or spec.hidden) and "chapter " not in first:
                 message = f"{first} See {spec.section}." + ("\n" + rest if rest else "")
     if message is not None:
         total = f" ({len(failures)} of {len(cases)} cases failed)" if failures else ""
@@ -664,7 +769,8 @@ def _array_cases(rng: np.random.Generator, hidden: bool, params: bool = True, ep
         args = (x,)
         if params:
             args += ((1.0 + 0.5 * rng.standard_normal(5)), 0.5 * rng.standard_normal(5))
-        cases.append(_Case(args + (eps,), f"eps={eps} is passed, and the variance (about 2.5e-3) is near it",
+        passed = f"eps={eps}" if not hidden else "an eps other than the default"  # a hidden one is drawn: not said
+        cases.append(_Case(args + (eps,), f"{passed} is passed, and the variance (about 2.5e-3) is near it",
                            frozenset({"eps"}), [(1e-9, 1e-9)] * 2))
     return cases
 

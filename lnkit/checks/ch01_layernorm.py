@@ -106,7 +106,7 @@ def check_layer_norm_stats(layer_norm_stats: Callable, hidden: bool = False) -> 
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
     )
-    _run(spec, layer_norm_stats, _stats_cases(hidden))
+    _run(spec, layer_norm_stats, _stats_cases(hidden), hidden=hidden)
 
 
 def _ln_expected(case):
@@ -192,4 +192,4 @@ def check_layer_norm(layer_norm: Callable, hidden: bool = False) -> None:
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
     )
-    _run(spec, layer_norm, _array_cases(rng, hidden))
+    _run(spec, layer_norm, _array_cases(rng, hidden), hidden=hidden)

@@ -129,7 +129,7 @@ def check_normalize_over(normalize_over: Callable, hidden: bool = False) -> None
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
     )
-    _run(spec, normalize_over, _norm_over_cases(hidden))
+    _run(spec, normalize_over, _norm_over_cases(hidden), hidden=hidden)
 
 
 def check_count_statistics(count_statistics: Callable, hidden: bool = False) -> None:
@@ -180,4 +180,4 @@ def check_count_statistics(count_statistics: Callable, hidden: bool = False) -> 
              "\"Who shares a statistic\").", lambda case: (math.prod(case.args[0]),)),
         ],
     )
-    _run(spec, count_statistics, cases)
+    _run(spec, count_statistics, cases, hidden=hidden)

@@ -65,7 +65,7 @@ def check_ln_applications(ln_applications: Callable, hidden: bool = False) -> No
              lambda c: (3 * c.args[0],)),
         ],
     )
-    _run(spec, ln_applications, cases)
+    _run(spec, ln_applications, cases, hidden=hidden)
 
 
 def check_ln_statistics(ln_statistics: Callable, hidden: bool = False) -> None:
@@ -102,7 +102,7 @@ def check_ln_statistics(ln_statistics: Callable, hidden: bool = False) -> None:
             (_ONE_PER_BLOCK, lambda c: ((c.args[0] + 1) * c.args[1] * c.args[2],)),
         ],
     )
-    _run(spec, ln_statistics, rows)
+    _run(spec, ln_statistics, rows, hidden=hidden)
 
 
 def check_ln_parameters(ln_parameters: Callable, hidden: bool = False) -> None:
@@ -122,4 +122,4 @@ def check_ln_parameters(ln_parameters: Callable, hidden: bool = False) -> None:
              lambda c: (2 * c.args[0] * c.args[1],)),
         ],
     )
-    _run(spec, ln_parameters, cases)
+    _run(spec, ln_parameters, cases, hidden=hidden)

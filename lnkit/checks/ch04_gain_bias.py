@@ -140,4 +140,4 @@ def check_fit_gain_bias(fit_gain_bias: Callable, hidden: bool = False, outputs: 
         select=select,
         contract_only=contract,
     )
-    _run(spec, fit_gain_bias, _gain_bias_cases(hidden))
+    _run(spec, fit_gain_bias, _gain_bias_cases(hidden), hidden=hidden)

@@ -11,13 +11,11 @@ from ._engine import (
     _Case,
     _Spec,
     _array_cases,
-    _fail,
     _in_dtype,
-    _ln64,
     _run,
     _tol,
 )
-from .ch01_layernorm import _CANCEL, _F16, _ln_expected, _ln_variant
+from .ch01_layernorm import _CANCEL, _F16, _ln_expected
 
 
 def _rms64(x, gamma, eps, *, centre=False, eps_outside=False, no_sqrt=False, axis=-1):
@@ -97,96 +95,122 @@ def check_rms_norm(rms_norm: Callable, hidden: bool = False) -> None:
         ],
         tag_rules=[("f16big", _F16)],
     )
-    _run(spec, rms_norm, _rms_cases(hidden, False, 1e-6))
+    _run(spec, rms_norm, _rms_cases(hidden, False, 1e-6), hidden=hidden)
 
 
-# A correct rms_norm, as source text: check_layer_norm_via_rms puts it in place of the student's rms_norm while it runs
-# (in the kernel, from this text; out of it, the grading server defines it from the same text in a process used for
-# nothing else, so it can never stand in for the student's own rms_norm when that one is graded).
+# The stand-in for the student's rms_norm while check_layer_norm_via_rms runs, as source text: a true RMSNorm whose
+# output is multiplied by a factor the check draws, deliberately not an RMSNorm. In the kernel the check makes it from
+# this text; out of it, the grading server makes it from the same text, per call, in a process used for nothing else
+# (so it never exists where the student's own rms_norm is graded).
 STAND_IN_SOURCE = '''
 import numpy as np
 
 
-def rms_norm(x, gamma=None, eps=1e-6):
-    x = np.asarray(x)
-    xw = x.astype(np.float64)
-    y = xw / np.sqrt((xw * xw).mean(axis=-1, keepdims=True) + eps)
-    if gamma is not None:
-        y = y * np.asarray(gamma, dtype=np.float64)
-    return y.astype(x.dtype if x.dtype.kind == "f" else np.float64)
+def make_rms_norm(factor):
+    """An RMSNorm whose output is multiplied by factor."""
+
+    def rms_norm(x, gamma=None, eps=1e-6):
+        x = np.asarray(x)
+        xw = x.astype(np.float64)
+        y = xw / np.sqrt((xw * xw).mean(axis=-1, keepdims=True) + eps)
+        if gamma is not None:
+            y = y * np.asarray(gamma, dtype=np.float64)
+        return (factor * y).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+    return rms_norm
 '''
 
 
-def _stand_in(name: str, used: dict) -> Callable:
-    """The stand-in of that name; it records in ``used`` that it was called."""
-    if name != "rms_norm":
-        raise ValueError(f"stand_in: no stand-in for {name!r}; expected 'rms_norm'")
+def _stand_in(factor: float) -> Callable:
+    """The stand-in rms_norm, made from STAND_IN_SOURCE as the grading server makes it."""
     namespace: dict = {}
     exec(STAND_IN_SOURCE, namespace)  # noqa: S102 - our own text, above
-    correct = namespace["rms_norm"]
+    return namespace["make_rms_norm"](factor)
 
-    def rms_norm(x, gamma=None, eps=1e-6):
-        used["rms_norm"] = True
-        return correct(x, gamma, eps)
 
-    return rms_norm
+def _via_stand_in(x, gamma, beta, eps, factor, centre_axis=-1):
+    """What layer_norm_via_rms returns when it centres x over centre_axis (None: not at all), calls the stand-in and
+    adds beta: factor · RMSNorm(x − mean) · gamma + beta, in x's floating dtype."""
+    xw = np.asarray(x, dtype=np.float64)
+    if centre_axis is not None:
+        xw = xw - xw.mean(axis=centre_axis, keepdims=True)
+    y = factor * _rms64(xw, gamma, eps)
+    if beta is not None:
+        y = y + np.asarray(beta, dtype=np.float64)
+    return y.astype(_in_dtype(np.asarray(x)))
 
 
 def check_layer_norm_via_rms(layer_norm_via_rms: Callable, hidden: bool = False) -> None:
     """Check ``layer_norm_via_rms(x, gamma, beta, eps=1e-5)``: LayerNorm computed as rms_norm(x - mean) + beta.
 
-    While it runs, the ``rms_norm`` the function calls (a global of its module or notebook) is replaced by a correct
-    one, so that this check grades the centring, the eps passed on and the bias, not the student's rms_norm again.
+    While it runs, the name ``rms_norm`` the function calls (a global of its module or notebook) is a stand-in: a true
+    RMSNorm multiplied by a factor drawn with the cases. A function that centres x, calls rms_norm and adds beta gives
+    factor · RMSNorm(x − mean) · gamma + beta, which is what this check expects; one that computes LayerNorm another
+    way gives LayerNorm itself and fails. So the rule is decided on values alone, in the kernel and out of it, and
+    the student's own rms_norm is graded once, by check_rms_norm.
     """
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
-    called = {"rms_norm": False}
+    factor = round(float(_rng(hidden, 14).uniform(1.5, 2.5)), 3)
+    times = f"{factor:g}" if not hidden else "a factor drawn with the hidden cases"  # a hidden one is not said
+    cases = []
+    for c in _rms_cases(hidden, True, 1e-5):
+        note = f"rms_norm stands in as a true RMSNorm times {times}"
+        tol = [(rtol, atol * factor) for rtol, atol in c.tol] if c.tol else c.tol
+        cases.append(_Case(c.args, f"{c.desc}; {note}" if c.desc else note, c.tags, tol))
 
-    def watch(frame, event, arg):
-        if event == "call" and frame.f_code.co_name == "rms_norm":
-            called["rms_norm"] = True
-        return None
+    def via(centre_axis=-1, gamma="gamma", beta="beta", eps=None):
+        def f(case):
+            x, g, b, e = case.args
+            params = {"gamma": g, "beta": b, None: None}
+            if eps is not None and e == eps:
+                return None  # the mistake changes nothing here
+            if centre_axis == 0 and np.ndim(x) < 2:
+                return None
+            return (_via_stand_in(x, params[gamma], params[beta], e if eps is None else eps, factor, centre_axis),)
 
-    rms_norm = _stand_in("rms_norm", called)  # a correct rms_norm, standing in for the student's during this check
+        return f
+
     spec = _Spec(
         section='chapter 5, "LayerNorm is RMSNorm on the centred input"',
         check="check_layer_norm_via_rms",
         fname="layer_norm_via_rms",
         argnames=("x", "gamma", "beta", "eps"),
         outnames=("output",),
-        expected=_ln_expected,
+        expected=via(),
         variants=[
+            (f"layer_norm_via_rms must compute its result by calling your rms_norm on the centred input. While this "
+             f"check runs, rms_norm is a stand-in that returns a true RMSNorm times {times}, and your result is a "
+             f"LayerNorm that does not go through it (computed directly, or through a copy of rms_norm kept under "
+             f"another name). Centre x, call rms_norm(x − mean, gamma, eps) by that name, and add beta.",
+             _ln_expected),
             ("x is not centred before the RMSNorm: LayerNorm = RMSNorm(x − mean(x)) · gamma + beta. Subtract each "
-             "row's mean first.", lambda c: ((_rms64(c.args[0], c.args[1], c.args[3]).astype(np.float64)
-                                              + c.args[2]).astype(_in_dtype(c.args[0])),)),
-            ("beta is missing: after the RMSNorm of the centred x (with gain gamma), add beta.",
-             _ln_variant(no_beta=True)),
-            ("gamma is ignored: pass gamma to your rms_norm.", _ln_variant(no_gamma=True)),
-            ("gamma and beta are swapped.", _ln_variant(swap=True)),
-            ("eps is outside the square root.", _ln_variant(eps_outside=True)),
+             "row's mean first.", via(centre_axis=None)),
+            ("beta is missing: after the RMSNorm of the centred x (with gain gamma), add beta.", via(beta=None)),
+            ("gamma is ignored: pass gamma to your rms_norm.", via(gamma=None)),
+            ("gamma and beta are swapped.", via(gamma="beta", beta="gamma")),
             ("the eps argument is not passed on: call rms_norm(x − mean, gamma, eps) with the eps you were given "
-             "(rms_norm's own default is 1e-6, LayerNorm's 1e-5).",
-             lambda c: (_ln64(c.args[0], c.args[1], c.args[2], 1e-6),)),
-            ("the statistics are taken over the wrong axis: centre each row over its last axis.",
-             _ln_variant(axis=(0,))),
+             "(rms_norm's own default is 1e-6, LayerNorm's 1e-5).", via(eps=1e-6)),
+            ("the statistics are taken over the wrong axis: centre each row over its last axis.", via(centre_axis=0)),
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
-        spy_extra=watch,
-        stand_in=("rms_norm",),
-        remote_info=lambda info: called.update(rms_norm=called["rms_norm"] or "rms_norm" in info["stand_in_used"]),
+        stand_in={"rms_norm": (factor,)},
     )
-    # Grade this function on its own: while the check runs, the name rms_norm it calls is a correct RMSNorm, so a
-    # mistake in the student's rms_norm is counted once, by check_rms_norm, and not twice.
+    # In the kernel, the stand-in takes the name rms_norm in the function's own globals for the check's duration (out
+    # of it, the grading server does the same, per call, from spec.stand_in); a function with no globals of its own
+    # keeps whatever it calls, and is graded on what that gives.
     namespace = getattr(layer_norm_via_rms, "__globals__", None)
-    swapped = isinstance(namespace, dict) and callable(namespace.get("rms_norm"))
+    swapped = isinstance(namespace, dict)
     if swapped:
-        theirs, namespace["rms_norm"] = namespace["rms_norm"], rms_norm
+        theirs = namespace.get("rms_norm", _ABSENT)
+        namespace["rms_norm"] = _stand_in(factor)
     try:
-        _run(spec, layer_norm_via_rms, _rms_cases(hidden, True, 1e-5))
+        _run(spec, layer_norm_via_rms, cases, hidden=hidden)
     finally:
         if swapped:
-            namespace["rms_norm"] = theirs
-    if not called["rms_norm"]:
-        _fail(
-            "check_layer_norm_via_rms: the values are right, but layer_norm_via_rms never calls a function named "
-            "rms_norm. The exercise is to compute LayerNorm through your rms_norm: centre x, call rms_norm, add beta."
-        )
+            if theirs is _ABSENT:
+                namespace.pop("rms_norm", None)
+            else:
+                namespace["rms_norm"] = theirs
+
+
+_ABSENT = object()  # rms_norm was not defined: it is taken away again after the check

@@ -124,7 +124,7 @@ def _wiring_check(check, fname, student, hidden, seed, expected_form, variants):
         variants=[(msg, answer(form)) for msg, form in variants],
         lnkit_files=("norms.py", "_torch.py", "gpt2.py"),
     )
-    _run(spec, student, _wiring_cases(hidden, seed))
+    _run(spec, student, _wiring_cases(hidden, seed), hidden=hidden)
 
 
 def check_pre_ln(pre_ln: Callable, hidden: bool = False) -> None:

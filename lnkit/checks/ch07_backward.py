@@ -130,9 +130,9 @@ def check_layer_norm_backward(layer_norm_backward: Callable, hidden: bool = Fals
             ("dgamma and dbeta come back swapped: return (dx, dgamma, dbeta).", v(swap=True)),
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
+        # in the student's kernel; when grading, torch is not granted to 07, so any call of it is refused there
         spy_extra=_autograd_spy,
-        spy_name="autograd",
         select=select,
         contract_only=contract,
     )
-    _run(spec, layer_norm_backward, _backward_cases(hidden))
+    _run(spec, layer_norm_backward, _backward_cases(hidden), hidden=hidden)

@@ -18,21 +18,6 @@ from ._engine import (
 from .ch01_layernorm import _F16, _stats_cases, _stats_variant
 
 
-# The profiler that catches np.var and np.std (two passes over each row), as source text: this check defines it from
-# the text, and the grading server (lnkit.grading.server), which imports nothing of lnkit, from the same text.
-SPY_SOURCE = '''
-def two_pass_spy(frame, event, arg):
-    if event == "call":
-        code = frame.f_code
-        if code.co_name in ("_var", "_std") and code.co_filename.replace("\\\\", "/").endswith("numpy/_core/_methods.py"):
-            return f"np.{code.co_name[1:]} (or the array's .{code.co_name[1:]}() method), which makes two passes,"
-    return None
-'''
-_spy: dict = {}
-exec(SPY_SOURCE, _spy)  # noqa: S102 - our own text, above
-_two_pass_spy = _spy["two_pass_spy"]
-
-
 def _running_cases(hidden: bool) -> list[_Case]:
     cases = _stats_cases(hidden)
     rng = _rng(hidden, 11)
@@ -50,11 +35,15 @@ def _running_cases(hidden: bool) -> list[_Case]:
 
 
 def check_running_stats(running_stats: Callable, hidden: bool = False, part: str = "all") -> None:
-    """Check ``running_stats(x) -> (mean, var)``: one pass over each row, stable when values sit far from zero.
+    """Check ``running_stats(x) -> (mean, var)``: the values, accurate when the rows sit far from zero.
 
-    ``part="near-zero"`` runs only the rows near zero, ``part="far-from-zero"`` only the rows far from it (where a
-    naive one-pass formula cancels), ``part="contract"`` only the contract (shapes, dtypes, inputs left unchanged,
-    no two-pass np.var): the graded notebook scores them separately.
+    What is graded is what the function returns, never how it computed it: the model answer is Welford's one pass
+    (what a fused kernel does, chapter 8), and any accurate method scores, np.var's two passes included. The naive
+    one-pass formula E[x²] − E[x]² fails the rows far from zero, where it cancels catastrophically.
+
+    ``part="near-zero"`` runs only the rows near zero, ``part="far-from-zero"`` only the rows far from it,
+    ``part="contract"`` only the contract (shapes, dtypes, inputs left unchanged, no reference called): the graded
+    notebook scores them separately.
     """
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     _part(part, ("all", "near-zero", "far-from-zero", "contract"))
@@ -79,9 +68,7 @@ def check_running_stats(running_stats: Callable, hidden: bool = False, part: str
                               "x and of x² cancels catastrophically (E[x²] − E[x]²). Keep a running mean and a "
                               "running sum of squared deviations from it (Welford's update) instead."),
                    ("f16big", _F16)],
-        spy_extra=_two_pass_spy,
-        spy_name="two_pass",
         contract_only=part == "contract",
     )
-    _run(spec, running_stats, cases)
+    _run(spec, running_stats, cases, hidden=hidden)
 

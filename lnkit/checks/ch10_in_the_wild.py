@@ -133,7 +133,7 @@ def check_fold_into_linear(fold_into_linear: Callable, hidden: bool = False, out
         ],
         select=select,
     )
-    _run(spec, fold_into_linear, _fold_cases(hidden))
+    _run(spec, fold_into_linear, _fold_cases(hidden), hidden=hidden)
 
 
 # --- fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5) -> (y, h) ---------------------------------------------
@@ -227,4 +227,4 @@ def check_fused_add_layer_norm(fused_add_layer_norm: Callable, hidden: bool = Fa
         ],
         tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
     )
-    _run(spec, fused_add_layer_norm, _fused_cases(hidden))
+    _run(spec, fused_add_layer_norm, _fused_cases(hidden), hidden=hidden)

@@ -35,15 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:  # grading refused (no sandbox) or could not check its own results
         print(f"python -m lnkit.grading: {e}", file=sys.stderr)
         return 2
-    failed = [s for s, r in out.results.items() if not r.get("success")]
-    flagged = sorted({f.student for f in out.flags})
+    from .integrity import one_line  # student ids are folder names: no newline or terminal escape reaches the screen
+
+    failed = [one_line(s, 120) for s, r in out.results.items() if not r.get("success")]
+    flagged = [one_line(s, 120) for s in sorted({f.student for f in out.flags})]
     print(f"autograded {len(out.students)} submissions of {args.assignment} in {out.seconds:.1f} s "
           f"({len(failed)} with nbgrader errors, {len(out.mismatches)} gradebook mismatches)")
     print(f"grades: {out.grades}")
     print(f"integrity report: {out.report} ({len(flagged)} submissions flagged"
           + (f": {', '.join(flagged[:20])}{' ...' if len(flagged) > 20 else ''})" if flagged else ")"))
     for m in out.mismatches:
-        print(f"MISMATCH {m}", file=sys.stderr)
+        print(f"MISMATCH {one_line(m)}", file=sys.stderr)
     for student in failed:  # as nbgrader autograde does: the others are graded, and the status says not all were
         print(f"NBGRADER ERROR {student}: see the integrity report", file=sys.stderr)
     return 1 if out.mismatches or failed else 0

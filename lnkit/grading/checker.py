@@ -3,7 +3,8 @@
 ``python -I -m lnkit.grading.checker`` reads one job (JSON on stdin) and writes the verdicts (JSON on stdout)::
 
     {"cells": [code of the notebook, in order], "tests": [{"grade_id": ..., "source": ...}], "limits": {...},
-     "secret": "hex of the course's secret: the seed of the hidden cases"}
+     "hidden_key": "hex of this submission's key (lnkit.grading.intake.hidden_cases_key): the seed of the hidden
+     cases"}
     -> {"verdicts": [{"grade_id", "passed", "stdout", "ename", "evalue"}], "events": [...], "load_errors": [...]}
 
 Student code never runs in this process. Each name a test cell uses is bound to what the notebook made it
@@ -26,6 +27,7 @@ import json
 import sys
 import time
 
+from . import wire
 from .remote import Limits, RemoteFunction, RemoteProblem, SandboxRefused, StudentServer
 
 
@@ -57,6 +59,17 @@ def names_read(source: str) -> list[str]:
     return sorted(n for n in used if not hasattr(builtins, n))
 
 
+# The standard library modules a student's name may stand for in the checker: the test cell is the instructor's, but
+# which module its name reaches is the student's choice (``import subprocess as math``), and the checker runs with the
+# grader's rights. Deny by default: modules that compute, never ones that reach files, processes, the network or the
+# interpreter (os, sys, subprocess, shutil, pathlib, io, socket, ctypes, importlib, pickle, ...). A test cell that
+# needs one of those imports it itself, and its own import is the real module.
+PURE_STDLIB = frozenset({
+    "math", "cmath", "statistics", "numbers", "decimal", "fractions", "random", "itertools", "functools", "operator",
+    "collections", "heapq", "bisect", "array", "copy", "string", "re", "textwrap", "unicodedata", "difflib", "json",
+    "hashlib", "hmac", "base64", "binascii", "struct", "datetime", "calendar", "time", "enum", "dataclasses",
+    "typing", "types", "abc", "contextlib", "warnings", "pprint", "reprlib", "graphlib", "zlib",
+})
 # Modules the checker never imports for a student's name, whatever the notebook bound to it: importing them does
 # something (opens a browser, prints, starts a program). Modules already imported here are always fine.
 _NEVER_IMPORTED = frozenset({"antigravity", "this", "idlelib", "turtledemo", "turtle", "tkinter"})
@@ -89,7 +102,7 @@ def _module(name: str, module: str, packages: tuple, what: str = "the module"):
     library and the packages the assignment grants the sandbox (never lnkit: nothing a student's name can reach here
     is a reference the sandbox lacks)."""
     parts = module.split(".") if isinstance(module, str) and module else [""]
-    allowed = set(packages) | set(sys.stdlib_module_names)
+    allowed = set(packages) | PURE_STDLIB
     if not all(p.isidentifier() and not p.startswith("_") for p in parts) or parts[0] in _NEVER_IMPORTED \
             or parts[0] not in allowed or "lnkit" in parts:
         return Unavailable(name, f"{what} {module!r:.80}, which grading does not load")
@@ -181,7 +194,7 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
             bind_student_names([source], server, namespace)
     out = io.StringIO()
     verdict = {"passed": True, "stdout": "", "ename": "", "evalue": ""}
-    start, took_before = time.perf_counter(), server.seconds
+    start, cpu_before = time.perf_counter(), server.cpu_used
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         try:
             exec(compile(source, "<test cell>", "exec"), namespace,  # noqa: S102 - the instructor's test cell
@@ -191,15 +204,19 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
                            evalue=problem.describe(getattr(problem, "function", "the function")))
         except BaseException as e:  # noqa: BLE001 - a failing check is an AssertionError; anything else fails too
             verdict.update(passed=False, ename=type(e).__name__, evalue=str(e))
-    took = server.seconds - took_before
+    took = server.cpu_used - cpu_before
     limit = server.limits.cell_seconds
     if verdict["passed"] and limit is not None and took > limit:
-        # nbgrader's Execute.timeout, per cell as in the kernel, but timed by what the student's code took (its calls,
-        # less any wait for a CPU): a busy machine never fails a cell. A failure already found keeps its own message.
+        # nbgrader's Execute.timeout, per cell as in the kernel, but in the CPU seconds the student's processes used,
+        # counted from outside their sandbox (never what the student's process says): a busy machine never fails a
+        # cell. A failure already found keeps its own message.
         verdict.update(passed=False, ename="TimeoutError",
-                       evalue=f"the student code this test cell ran took {took:.1f} s, more than the time limit of "
-                              f"{limit:g} s per cell (c.Execute.timeout)")
-    verdict["stdout"] = out.getvalue()
+                       evalue=f"the student code this test cell ran used {took:.1f} CPU seconds, more than the time "
+                              f"limit of {limit:g} s per cell (c.Execute.timeout)")
+    # the student's text reaches a verdict through messages, names and printed data: bounded here, outside the sandbox
+    cut = wire.cut
+    verdict.update(stdout=cut(out.getvalue(), wire.VERDICT_CHARS), ename=cut(verdict["ename"], wire.NAME_CHARS),
+                   evalue=cut(verdict["evalue"], wire.VERDICT_CHARS))
     verdict["seconds"] = round(time.perf_counter() - start, 3)
     return verdict
 
@@ -207,8 +224,9 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
 def run_job(job: dict) -> dict:
     from lnkit.checks import set_hidden_secret
 
-    # hidden cases come from the course's secret, which never enters a sandbox
-    set_hidden_secret(bytes.fromhex(job["secret"]) if job.get("secret") else None)
+    # hidden cases come from this submission's key (derived by the grader from the course's secret, which never
+    # reaches this process, nor any sandbox)
+    set_hidden_secret(bytes.fromhex(job["hidden_key"]) if job.get("hidden_key") else None)
     limits = Limits(**job.get("limits", {}))
     try:
         server = StudentServer(list(job["cells"]), limits)

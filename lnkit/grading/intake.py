@@ -22,6 +22,8 @@ gradebook and the course's secret to the course folder's owner, so that ``nbgrad
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -262,10 +264,11 @@ SECRET_FILE = ".lnkit-secret"
 
 
 def course_secret(db_url: str) -> bytes:
-    """The course's secret (32 random bytes), the seed of every graded hidden case; made on first use.
+    """The course's secret (32 random bytes), from which each submission's hidden cases are keyed
+    (:func:`hidden_cases_key`); made on first use.
 
     It lives beside the gradebook (a SQLite file in the course folder), readable by its owner only, and never enters
-    a sandbox: knowing the repository and lnkit does not tell the hidden inputs.
+    a sandbox nor the checker: knowing the repository and lnkit does not tell the hidden inputs.
     """
     folder = os.getcwd()
     if db_url.startswith("sqlite:///"):
@@ -295,3 +298,66 @@ def course_secret(db_url: str) -> bytes:
     if len(secret) < 16:
         raise RuntimeError(f"{path}: not a secret of at least 16 bytes in hex; delete it to make a new one")
     return secret
+
+
+def submission_digest(folder: str) -> str:
+    """SHA-256 of everything a submission folder holds: each entry's path in it, its kind, and a regular file's bytes.
+
+    Any change a student makes to carry something into a later grading (a table in a cell, in a data file, anywhere
+    in the folder) changes it, and nothing is left out for being past a cap; grading the same submission again gives
+    the same digest. Links, FIFOs and devices are never followed nor opened (their kind alone counts). The submission
+    time is not part of it as such: the student sets it (timestamp.txt is hashed like any other file).
+    """
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        raise ValueError(f"folder: expected a submission's folder; got {folder!r:.200}")
+    digest = hashlib.sha256(b"lnkit submission v1\0")
+
+    def add(*parts: bytes) -> None:  # length-prefixed: no two different folders hash alike
+        for part in parts:
+            digest.update(len(part).to_bytes(8, "little") + part)
+
+    def fail(error: OSError) -> None:  # a folder that cannot be listed is not skipped quietly
+        raise error
+
+    for root, dirs, names in os.walk(folder, followlinks=False, onerror=fail):
+        dirs.sort()
+        for name in sorted(dirs + names):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder).encode("utf-8", "surrogateescape")
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                add(b"folder", rel)
+            elif not stat.S_ISREG(st.st_mode):
+                add(_kind(st.st_mode).encode(), rel)
+            else:
+                add(b"file", rel, _file_sha256(path))
+    return digest.hexdigest()
+
+
+def _file_sha256(path: str) -> bytes:
+    """SHA-256 of a regular file's bytes, read in chunks; never follows a link nor blocks on a FIFO."""
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return b"not a regular file"
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.digest()
+
+
+def hidden_cases_key(secret: bytes, student: str, assignment: str, notebook: str, digest: str) -> bytes:
+    """The key one submission's hidden cases are drawn from: HMAC-SHA256 of the course's secret over the student,
+    the assignment, the notebook and the submission's content (:func:`submission_digest`).
+
+    Only this key reaches the checker (lnkit.checks.set_hidden_secret); the course's secret never leaves the grader.
+    Inputs learnt from one grading fit no other student and no other submission; the same submission graded again
+    gets the same inputs.
+    """
+    if not isinstance(secret, bytes) or len(secret) < 16:
+        raise ValueError("secret: expected the course's secret, at least 16 bytes")
+    for name, value in (("student", student), ("assignment", assignment), ("notebook", notebook), ("digest", digest)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name}: expected a non-empty str; got {value!r:.80}")
+    message = json.dumps(["lnkit hidden cases v1", student, assignment, notebook, digest]).encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()

@@ -5,7 +5,12 @@ test cells edited, deleted or turned into markdown, cells duplicated, and a stat
 the known tricks. And what grading recorded in each autograded notebook's metadata (:mod:`.preprocessors`): a test
 that passed in the kernel but failed outside it, limits hit, references called, results refused, a kernel that
 stopped, nbgrader metadata restored from the instructor's source. And what intake refused (:mod:`.intake`): links,
-FIFOs, devices, files past the caps. How student code was isolated is said once, at the top of the report.
+FIFOs, devices, files past the caps. And a submission time the student claimed that the exchange contradicts
+(:mod:`.collect`). How student code was isolated is said once, at the top of the report.
+
+Every string of the report may hold student text, a student id included (a folder name may hold anything but "/"):
+the Markdown escapes it (:func:`markdown_text`) and the CSV neutralises it (:func:`csv_cell`), each on its own line
+and in its own field, capped. Flags' kinds are the grader's words, never student text.
 """
 
 from __future__ import annotations
@@ -44,10 +49,47 @@ PATTERNS = [
 
 @dataclass
 class Flag:
-    student: str
+    student: str  # the folder name the grader listed under submitted/, never text from inside a submission
     notebook: str
-    kind: str  # "tampering", "structure", "intake", "limit", "reference", "grading", "gradebook"
+    kind: str  # the grader's word: "tampering", "structure", "intake", "limit", "reference", "grading", "gradebook",
+    #            "time", "content"; never student text
     detail: str
+
+
+# Every string of a report may hold student text (an exception message, a file name, even a student id: a folder
+# name may hold a newline or a "#"). Each is written on its own line and in its own field, capped, inert.
+MAX_ID_CHARS = 120
+MAX_DETAIL_CHARS = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_MARKDOWN = re.compile(r"[\\`*_\[\]{}#|!~$]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def one_line(text, cap: int = MAX_DETAIL_CHARS) -> str:
+    """text as one printable line: control characters, line and paragraph separators and bidirectional overrides
+    shown as ``\\xNN``/``\\uNNNN`` (so a terminal or a page never acts on them), and at most ``cap`` characters."""
+    if not isinstance(cap, int) or cap < 10:
+        raise ValueError(f"cap must be an int of at least 10 characters; got {cap!r}")
+    # a folder name that is not UTF-8 reaches Python as lone surrogates, which no file or terminal can encode
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= cap else text[:cap - 20] + f"... ({len(text) - cap + 20} more)"
+
+
+def markdown_text(text, cap: int = MAX_DETAIL_CHARS) -> str:
+    """text as inert Markdown on one line: every character that could start markup (emphasis, code, links, images,
+    headings, tables, math) escaped with a backslash, and ``<``, ``>``, ``&`` written as entities (no raw HTML, in
+    every renderer); what it shows is the text itself."""
+    text = one_line(text, cap)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MARKDOWN.sub(lambda m: "\\" + m.group(), text)
+    return re.sub(r"\A(\s*\d{0,9})([-+.)])(?=\s|\Z)", r"\1\\\2", text)  # nor a list item where a line begins
+
+
+def csv_cell(text, cap: int = MAX_DETAIL_CHARS) -> str:
+    """text as a CSV cell that no spreadsheet runs: one line, and a cell that would start a formula gets a ``'``."""
+    text = one_line(text, cap)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 class _Node(dict):
@@ -101,6 +143,7 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
         if stem in SHADOWED and (entry.endswith(".py") or os.path.isdir(os.path.join(folder, entry))):
             flags.append(Flag(student, "", "tampering", f"the submission contains {entry}, which shadows the "
                                                         f"package {stem} in the notebook's folder"))
+    flags += _submission_time(course, student, assignment)
     for item in _refused(course, student, assignment):
         kept = f" (moved aside to {item['kept_at']}, never read)" if item.get("kept_at") else ""
         flags.append(Flag(student, "", "intake", f"{item.get('file')} was refused: {item.get('why')}{kept}"))
@@ -111,6 +154,26 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
         if os.path.exists(release) and os.path.lexists(path) and stat.S_ISREG(os.lstat(path).st_mode):
             flags += _scan_notebook(student, name, path, release)
     return flags
+
+
+def _submission_time(course: str, student: str, assignment: str) -> list[Flag]:
+    """A submission time the student claimed that the exchange contradicts (:mod:`.collect`), or one that only the
+    student vouches for: a timestamp.txt that came through a collect without lnkit's."""
+    student_dir = os.path.join(course, "submitted", student)
+    try:
+        with open(os.path.join(student_dir, f".collected-{assignment}.json"), encoding="utf-8") as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        if os.path.lexists(os.path.join(student_dir, assignment, "timestamp.txt")):
+            return [Flag(student, "", "time", "the submission time is the student's own timestamp.txt: it was not "
+                                              "collected by lnkit.grading.collect (see nbgrader_config.py)")]
+        return []
+    except (OSError, ValueError) as e:
+        return [Flag(student, "", "time", f"the collect record cannot be read: {type(e).__name__}")]
+    differs = record.get("differs") if isinstance(record, dict) else None
+    if not isinstance(differs, list):
+        return [Flag(student, "", "time", "the collect record is not one lnkit.grading.collect writes")]
+    return [Flag(student, "", "time", f"claimed submission time: {why}") for why in differs]
 
 
 def _refused(course: str, student: str, assignment: str) -> list[dict]:
@@ -186,6 +249,13 @@ def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]
             flags.append(Flag(student, name, "tampering", f"nbgrader metadata: {change}"))
         if record.get("kernel"):
             flags.append(Flag(student, name, "limit", record["kernel"]["message"] + " (in the kernel)"))
+        dropped = record.get("unsafe_outputs") or []
+        if isinstance(dropped, list) and dropped:
+            # the kinds are mime types the student's outputs named: shown (escaped by the writer), a few, cut short
+            kinds = sorted({str(d.get("kind", "?"))[:60] for d in dropped if isinstance(d, dict)})
+            flags.append(Flag(student, name, "content", f"{len(dropped)} output(s) of kinds that could run script in "
+                                                        f"a page were removed before anyone opened them: "
+                                                        f"{', '.join(kinds[:5])}{' ...' if len(kinds) > 5 else ''}"))
         if record.get("not_executed"):
             flags.append(Flag(student, name, "grading", "graded with --no-execute: the test cells were scored from "
                                                         "the outputs saved in the submission, not verified"))
@@ -199,30 +269,32 @@ def write_report(flags: list[Flag], path_md: str, assignment: str, graded: int, 
     by_student: dict = {}
     for f in flags:
         by_student.setdefault(f.student, []).append(f)
-    lines = [f"# Integrity report: {assignment}", "",
+    md = markdown_text
+    lines = [f"# Integrity report: {md(assignment, MAX_ID_CHARS)}", "",
              f"{graded} submissions graded; {len(by_student)} flagged.", ""]
-    lines += [f"- {line}" for line in extra]
+    lines += [f"- {md(line)}" for line in extra]
     if extra:
         lines.append("")
     for student in sorted(by_student):
-        lines.append(f"## {student}")
+        lines.append(f"## {md(student, MAX_ID_CHARS)}")
         for f in by_student[student]:
-            where = f" ({f.notebook})" if f.notebook else ""
-            lines.append(f"- **{f.kind}**{where}: {f.detail}")
+            where = f" ({md(f.notebook, MAX_ID_CHARS)})" if f.notebook else ""
+            lines.append(f"- **{md(f.kind, 40)}**{where}: {md(f.detail)}")
         lines.append("")
-    text = "\n".join(lines)
+    text = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(path_md)), exist_ok=True)
-    with open(path_md, "w") as fh:
+    with open(path_md, "w", encoding="utf-8") as fh:
         fh.write(text)
-    with open(os.path.splitext(path_md)[0] + ".csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["student", "notebook", "kind", "detail"])
+    caps = {"student": MAX_ID_CHARS, "notebook": MAX_ID_CHARS, "kind": 40, "detail": MAX_DETAIL_CHARS}
+    with open(os.path.splitext(path_md)[0] + ".csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(caps))
         writer.writeheader()
         for f in flags:
-            writer.writerow(asdict(f))
+            writer.writerow({k: csv_cell(v, caps[k]) for k, v in asdict(f).items()})
     return text
 
 
 def load_csv(path: str) -> list[dict]:
-    with open(path) as fh:
+    with open(path, encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 

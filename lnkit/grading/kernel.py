@@ -32,7 +32,12 @@ class GradingSandbox(Configurable):
     kernel_packages = List(["ipykernel", "lnkit"], help="added in the kernel only: it runs the notebook as the "
                                                         "student sees it (visible checks), and decides no score"
                            ).tag(config=True)
-    memory_bytes = Integer(4 * 1024**3, help="address-space limit of each sandboxed process, bytes").tag(config=True)
+    memory_bytes = Integer(4 * 1024**3, help="memory of each student's sandbox, all its processes together (and the "
+                                             "address space of each one), bytes").tag(config=True)
+    # measured: the kernel holds 12 threads (ipykernel's), bubblewrap 2; exercise 06 (torch, OMP_NUM_THREADS=1)
+    # trains with no more; the rest is room for threads that come and go while the kernel starts
+    processes = Integer(32, help="processes and threads of each student's kernel sandbox, all together (bubblewrap's "
+                                 "two included); the student server's is 16").tag(config=True)
     cpu_seconds = Integer(900, help="CPU-seconds limit of each sandboxed process (a backstop)").tag(config=True)
     uid_base = Integer(2_100_000_000, help="as root, each student's sandbox runs as a uid of its own, from "
                                            "uid_base to uid_base + 999999 (no account needed)").tag(config=True)
@@ -63,10 +68,25 @@ _KERNEL_BOOT = ("import runpy\n"
 
 
 class IsolatedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels run in the student's sandbox, over the ipc transport."""
+    """A kernel manager whose kernels run in the student's sandbox, over the ipc transport.
+
+    A guard outside the sandbox stops the kernel (the in-kernel run ends; the outside checks still grade) when its
+    sockets' folder holds more than it should, or when the notebook's budget (``budget_cpu_seconds`` of the
+    sandbox's CPU time, ``budget_wall_seconds`` since it started, set by SafeExecute) is spent; ``stop_reason``
+    then says why, as does a stop by the sandbox's supervisor (memory, processes).
+    """
+
+    sockets_folder_bytes = Integer(1024**2, help="what the kernel's sockets' folder may hold, all its entries "
+                                                 "together, bytes").tag(config=True)
+    sockets_folder_entries = Integer(16, help="how many entries the sockets' folder may hold, in all its "
+                                              "subfolders").tag(config=True)
 
     _box: sandbox.Sandbox | None = None
     _ipc_dir: str | None = None
+    budget_cpu_seconds: float | None = None
+    budget_wall_seconds: float | None = None
+    _stopped: str = ""
+    exit_status: int | None = None
 
     async def _async_pre_start_kernel(self, **kw):
         settings = GradingSandbox(parent=self)
@@ -84,7 +104,8 @@ class IsolatedKernelManager(AsyncKernelManager):
         packages = tuple(dict.fromkeys([*settings.kernel_packages, *settings.packages_for(assignment)]))
         self._box = sandbox.Sandbox(
             key=f"{student}/{assignment}", packages=packages, files=tuple(files), uid_base=settings.uid_base,
-            limits=sandbox.Limits(memory_bytes=settings.memory_bytes, cpu_seconds=settings.cpu_seconds),
+            limits=sandbox.Limits(memory_bytes=settings.memory_bytes, cpu_seconds=settings.cpu_seconds,
+                                  processes=settings.processes),
             env={"IPYTHONDIR": "/tmp/.ipython", "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter-runtime",
                  "JUPYTER_CONFIG_DIR": "/tmp/.jupyter", "JUPYTER_DATA_DIR": "/tmp/.jupyter-data",
                  "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
@@ -107,28 +128,68 @@ class IsolatedKernelManager(AsyncKernelManager):
         threading.Thread(target=self._guard_sockets_folder, args=(self._ipc_dir,), daemon=True).start()
         return launched
 
+    def _folder_overflow(self, folder: str) -> str:
+        """Why the sockets' folder holds more than it should ("" if it does not): its whole tree, links never
+        followed, counted until a cap is passed; a folder the guard cannot read counts as too much."""
+        entries, size, todo = 0, 0, [folder]
+        while todo:
+            try:
+                with os.scandir(todo.pop()) as found:
+                    for e in found:
+                        st = e.stat(follow_symlinks=False)
+                        entries += 1
+                        size += max(st.st_size, st.st_blocks * 512)
+                        if e.is_dir(follow_symlinks=False):
+                            if st.st_mode & 0o700 != 0o700:  # as root it could be read; the same verdict either way
+                                return "it made a folder in its sockets' folder unreadable"
+                            todo.append(e.path)
+                        if entries > self.sockets_folder_entries or size > self.sockets_folder_bytes:
+                            return (f"it wrote more than {self.sockets_folder_entries} entries or "
+                                    f"{self.sockets_folder_bytes // 1024} KiB into its sockets' folder")
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                return f"it made its sockets' folder unreadable ({type(e).__name__})"
+        return ""
+
+    def _budget_spent(self, pid: int | None, started: float) -> str:
+        if self.budget_wall_seconds and time.monotonic() - started > self.budget_wall_seconds:
+            return (f"the notebook's run used its budget of {self.budget_wall_seconds:g} s (wall-clock, the "
+                    f"backstop that sleeping cannot extend)")
+        if self.budget_cpu_seconds and pid and sandbox.cpu_seconds(pid) > self.budget_cpu_seconds:
+            return f"the notebook's run used its budget of {self.budget_cpu_seconds:g} CPU seconds"
+        return ""
+
     def _guard_sockets_folder(self, folder: str) -> None:
         """The one host folder the kernel can write to holds its five sockets: anything more (a student's code
-        filling the host's disk through it) kills the kernel, which ends only the in-kernel run."""
+        filling the host's disk through it) stops the kernel, as does a spent budget; either ends only the
+        in-kernel run."""
+        started = time.monotonic()
         while self._ipc_dir == folder:
-            try:
-                entries = list(os.scandir(folder))
-                size = sum(e.stat(follow_symlinks=False).st_size for e in entries)
-            except OSError:
+            pid = getattr(self.provisioner, "pid", None)
+            if not os.path.isdir(folder):
                 return
-            if len(entries) > 16 or size > 1024**2:
-                self.log.warning("lnkit.grading: the kernel wrote %d entries (%d bytes) into its sockets' folder: "
-                                 "stopped", len(entries), size)
-                pid = getattr(self.provisioner, "pid", None)
+            why = self._folder_overflow(folder) or self._budget_spent(pid, started)
+            if why:
+                self._stopped = why
+                self.log.warning("lnkit.grading: the kernel was stopped: %s", why)
                 if pid:
                     sandbox.kill_tree(pid)
-                for e in entries:
-                    if e.is_file(follow_symlinks=False) and e.name != "kernel.json":
-                        os.unlink(e.path)
                 return
             time.sleep(0.2)
 
+    @property
+    def stop_reason(self) -> str:
+        """Why the kernel was stopped from outside ("" if it was not): the guard, or the sandbox's supervisor."""
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is not None:
+            self.exit_status = process.returncode  # for the log: how a kernel that died ended
+            if not self._stopped and self._box is not None:
+                self._stopped = self._box.stopped_for(process.returncode)
+        return self._stopped
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        self.stop_reason  # noqa: B018 - read while the process is still known: jupyter_client forgets it
         await super()._async_cleanup_resources(restart=restart)
         self.remove_sockets_folder()
 
@@ -137,5 +198,7 @@ class IsolatedKernelManager(AsyncKernelManager):
     cleanup_resources = _async_cleanup_resources
 
     def remove_sockets_folder(self) -> None:
-        sandbox.remove_tree(self._ipc_dir)
-        self._ipc_dir = None
+        """Remove the sockets' folder with whatever the student's code left in it, whatever its modes (the kernel is
+        gone by now: nothing still writes there)."""
+        folder, self._ipc_dir = self._ipc_dir, None
+        sandbox.remove_tree(folder)

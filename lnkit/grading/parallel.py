@@ -100,17 +100,19 @@ def submitted_students(course: str, assignment: str) -> list[str]:
 
 
 class _Worker:
-    """One ``python -m lnkit.grading.worker`` process: a line in, a JSON line out."""
+    """One ``python -m lnkit.grading.worker`` process: one JSON object a line in, one JSON object a line out."""
 
     def __init__(self, course: str, assignment: str, log, env: dict):
         self.args = ([sys.executable, "-m", "lnkit.grading.worker", assignment],
                      dict(cwd=course, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env))
         self.proc: subprocess.Popen | None = None
 
-    def ask(self, line: str) -> dict | None:
+    def ask(self, request: dict) -> dict | None:
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            raise ValueError(f"request must be a dict with an 'op'; got {request!r:.200}")
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(self.args[0], **self.args[1])
-        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.write(json.dumps(request) + "\n")  # JSON escapes newlines: whatever the id, one line
         self.proc.stdin.flush()
         answer = self.proc.stdout.readline()
         try:
@@ -145,9 +147,12 @@ def _run_workers(workers: list, assignment: str, students: list[str], progress: 
                 student = todo.get_nowait()
             except queue.Empty:
                 return
-            result = worker.ask(student)
+            result = worker.ask({"op": "grade", "student": student})
             if result is None:
                 result = {"student": student, "success": False, "error": "the worker process died"}
+            elif result.get("student") != student:
+                result = {"student": student, "success": False,
+                          "error": f"the worker did not grade this student: {str(result.get('error'))[:300]}"}
             with lock:
                 results[student] = result
                 if bar is not None:
@@ -248,14 +253,14 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
             outcome.results = _run_workers(workers, assignment, students, progress)
             outcome.seconds = time.perf_counter() - start
             # the end of the run, in a worker that has nbgrader loaded already
-            verified = workers[0].ask(json.dumps({"op": "verify", "students": students})) or {}
+            verified = workers[0].ask({"op": "verify", "students": students}) or {}
             if not verified.get("ok"):
                 raise RuntimeError(f"checking the gradebook failed: {verified.get('error', 'the worker died')}")
             outcome.mismatches, notebooks = verified["mismatches"], verified["notebooks"]
             if feedback:
                 _nbgrader(course, env, "generate_feedback", assignment, "--force")
             outcome.grades = grades_csv or os.path.join(course, "grades.csv")
-            exported = workers[0].ask(json.dumps({"op": "export", "to": outcome.grades})) or {}
+            exported = workers[0].ask({"op": "export", "to": outcome.grades}) or {}
             if not exported.get("ok"):
                 raise RuntimeError(f"nbgrader export failed: {exported.get('error', 'the worker died')}")
         finally:

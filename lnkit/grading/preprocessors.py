@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Float
+from traitlets import Bool, Float
 
-from . import sandbox
+from . import sandbox, wire
 from .integrity import METADATA_KEY
-from .intake import course_secret
+from .intake import course_secret, hidden_cases_key, submission_digest
 from .kernel import GradingSandbox, IsolatedKernelManager, submission_of
 from .remote import SandboxRefused
 
@@ -222,7 +224,27 @@ class RunnableOutsideKernel(NbGraderPreprocessor):
 
 
 class SafeExecute(Execute):
-    """nbgrader's Execute, in an isolated kernel, where a dead or stuck kernel ends the run and grading goes on."""
+    """nbgrader's Execute, in an isolated kernel, where a dead or stuck kernel ends the run and grading goes on.
+
+    The whole in-kernel run has a budget: the kernel's sandbox may use ``notebook_cpu_seconds`` of CPU time
+    (measured outside it) and, as a backstop that sleeping cannot extend, ``notebook_wall_seconds`` since the kernel
+    started; then the kernel is stopped and the remaining cells are not run (the first of them says why). The run
+    only makes what the feedback shows (the scores are decided outside), so this bounds the time per student.
+    """
+
+    notebook_cpu_seconds = Float(300.0, help="CPU seconds the kernel's sandbox may use for the whole notebook"
+                                 ).tag(config=True)
+    notebook_wall_seconds = Float(900.0, help="seconds (wall-clock) the whole in-kernel run may take, however "
+                                  "little CPU it uses (a backstop: sleeping cells)").tag(config=True)
+
+    def create_kernel_manager(self):
+        for name in ("notebook_cpu_seconds", "notebook_wall_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SafeExecute.{name} must be a positive number of seconds; got {getattr(self, name)!r}")
+        km = super().create_kernel_manager()
+        km.budget_cpu_seconds, km.budget_wall_seconds = self.notebook_cpu_seconds, self.notebook_wall_seconds
+        self._last_km = km  # nbclient forgets it on cleanup; its stop_reason is read after
+        return km
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", IsolatedKernelManager)
@@ -235,12 +257,19 @@ class SafeExecute(Execute):
         refusal = GradingSandbox(parent=self).refusal()
         if refusal:
             raise SandboxRefused(refusal)  # nbgrader reports it and grades nobody: no student code ran
+        self._last_km = None
         try:
             return super().preprocess(nb, resources, km)
         except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as e:
             what = "timeout" if isinstance(e, (CellTimeoutError, TimeoutError)) else "died"
             message = (f"The kernel stopped (a cell ran past {self.timeout} s)" if what == "timeout"
                        else f"The kernel died ({type(e).__name__}: {str(e)[:200]})")
+            stopped = getattr(self._last_km, "stop_reason", "")
+            if not stopped and getattr(self._last_km, "exit_status", None) is not None:
+                self.log.warning("the kernel's sandbox exited with status %s", self._last_km.exit_status)
+            if stopped:  # stopped from outside, for a reason the grader knows: say it
+                what = "budget" if "budget" in stopped else "limit"
+                message = f"The kernel was stopped: {stopped}"
             self.log.warning("%s; the cells after it were not run in the kernel. The graded cells are checked "
                              "outside the kernel all the same.", message)
             # resources, not metadata: ClearMetadataPreprocessor runs between here and CheckOutsideKernel
@@ -309,8 +338,14 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         folder = resources.get("metadata", {}).get("path") or "."
         student, assignment = submission_of(folder)
         files, _ = sandbox.regular_files(folder)
+        cells = _student_code(nb, tests)
+        # the hidden cases of this submission alone: a key derived here, outside any sandbox, from the course's
+        # secret, the student and what they submitted; the secret itself never reaches the checker
+        digest = submission_digest(self._submitted_folder(info) or folder)
+        hidden_key = hidden_cases_key(course_secret(info["db_url"]), str(info.get("student") or student),
+                                      str(info.get("assignment") or assignment), str(info["notebook"]), digest)
         job = {
-            "cells": _student_code(nb, tests),
+            "cells": cells,
             "tests": [{"grade_id": nb.cells[i].metadata.nbgrader["grade_id"],
                        "source": source.get(nb.cells[i].metadata.nbgrader["grade_id"], nb.cells[i].source)}
                       for i in tests],
@@ -319,7 +354,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                        "packages": list(settings.packages_for(assignment)), "key": f"{student}/{assignment}",
                        "files": files, "uid_base": settings.uid_base,
                        "allow_unsandboxed": settings.allow_unsandboxed, "cell_seconds": timeout},
-            "secret": course_secret(info["db_url"]).hex(),
+            "hidden_key": hidden_key.hex(),
         }
         result = self._run_checker(job)
         if result.get("refused"):
@@ -333,13 +368,24 @@ class CheckOutsideKernel(NbGraderPreprocessor):
             in_kernel, max_points = utils.determine_grade(cell, self.log)
             verdict = verdicts.get(grade_id) or {"passed": False, "stdout": "", "ename": "GradingError",
                                                  "evalue": result.get("error", "the checker gave no verdict")}
+            verdict = _bounded(verdict)
             cell.outputs = _outputs(verdict)
             cells[grade_id] = {"passed": verdict["passed"], "points": max_points,
-                               "in_kernel": in_kernel if ran else None, "message": verdict.get("evalue", "")[:500]}
+                               "in_kernel": in_kernel if ran else None, "message": wire.cut(verdict["evalue"], 500)}
         _record(nb, cells=cells, events=result.get("events", []), load_errors=result.get("load_errors", []),
                 isolation=result.get("isolation", ""), checker_error=result.get("error", ""),
                 kernel=resources.get("lnkit_kernel", {}))
         return nb, resources
+
+    def _submitted_folder(self, info: dict) -> str | None:
+        """``submitted/<student>/<assignment>``, as the student handed it in (after intake): what the hidden cases'
+        key hashes. nbgrader's converter (this preprocessor's exporter's parent) knows where it is; None elsewhere,
+        and the folder being graded is hashed instead (the same submission, as nbgrader copied it)."""
+        coursedir = getattr(getattr(self.parent, "parent", None), "coursedir", None)
+        if coursedir is None:
+            return None
+        path = coursedir.format_path(coursedir.submitted_directory, info["student"], info["assignment"])
+        return path if os.path.isdir(path) and not os.path.islink(path) else None
 
     def _run_checker(self, job: dict) -> dict:
         work = tempfile.mkdtemp(prefix="lnkit-checker-")
@@ -359,6 +405,14 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         return json.loads(proc.stdout)
 
 
+def _bounded(verdict: dict) -> dict:
+    """The verdict's text fields as str, each cut to its length: they quote the student's text (exception names and
+    messages, printed data), and the graded notebook and the feedback page hold them twice."""
+    text = lambda key, limit: wire.cut(verdict.get(key) or "", limit)  # noqa: E731
+    return {**verdict, "passed": verdict.get("passed") is True, "stdout": text("stdout", wire.VERDICT_CHARS),
+            "ename": text("ename", wire.NAME_CHARS), "evalue": text("evalue", wire.VERDICT_CHARS)}
+
+
 def _outputs(verdict: dict) -> list:
     outputs = []
     if verdict.get("stdout"):
@@ -372,3 +426,99 @@ def _outputs(verdict: dict) -> list:
     return outputs
 
 
+# --- outputs reduced to safe types --------------------------------------------------------------------------------
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*\Z")
+
+
+class SafeOutputs(Preprocessor):
+    """What a graded notebook keeps of its outputs: only what no page can run. A student's kernel can display
+    anything (``display(HTML(...))``, ``Javascript``, an SVG with a script, widget state), and the formgrader and the
+    feedback render the graded notebook in a browser, the formgrader in the instructor's Jupyter origin. Kept: stream
+    text (stdout, stderr), errors, ``text/plain``, and PNG/JPEG/GIF images as base64 data; everything else is dropped
+    (``text/html``, ``text/markdown``, ``text/latex``, ``application/javascript``, ``image/svg+xml``, widget views and
+    the notebook's ``metadata.widgets``, any output metadata but an image's width and height, attachments of markdown
+    and raw cells that are not such images). What was dropped is recorded in the notebook's ``lnkit_grading`` metadata
+    (``unsafe_outputs``: the cell index and the kind), for the integrity report."""
+
+    # nbconvert's Preprocessor, not nbgrader's: the formgrader's HTMLExporter runs it too, and nbgrader's base
+    # redefines a trait of nbconvert's without its config tag (a warning on every page)
+    enabled = Bool(True, help="Whether to reduce outputs to safe types (always, on student work)").tag(config=True)
+
+    SAFE_DATA = ("text/plain", "image/png", "image/jpeg", "image/gif")
+    SAFE_IMAGES = ("image/png", "image/jpeg", "image/gif")
+    OUTPUT_CHARS = 100_000  # one text output (LimitOutput bounds the number of lines, not their length)
+    TRACEBACK_LINES = 200
+    IMAGE_CHARS = 8 * 1024**2  # base64 characters of one image (a 6 MiB picture)
+
+    def preprocess(self, nb, resources):
+        dropped = []
+        for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") == "code":
+                outputs = []
+                for output in cell.get("outputs", []) or []:
+                    safe = self._safe_output(output, lambda kind: dropped.append({"cell": index, "kind": kind}))
+                    if safe is not None:
+                        outputs.append(safe)
+                cell.outputs = outputs
+            attachments = cell.get("attachments")
+            if attachments is not None:
+                kept = {}
+                for name, bundle in (attachments.items() if isinstance(attachments, dict) else []):
+                    images = {m: v for m, v in (bundle.items() if isinstance(bundle, dict) else [])
+                              if m in self.SAFE_IMAGES and isinstance(v, str) and _BASE64.match(v)}
+                    if images:
+                        kept[name] = NotebookNode(images)
+                    if not isinstance(bundle, dict) or len(images) != len(bundle):
+                        dropped.append({"cell": index, "kind": "attachment"})
+                if kept:
+                    cell.attachments = NotebookNode(kept)
+                else:
+                    del cell["attachments"]
+        if "widgets" in nb.metadata:
+            del nb.metadata["widgets"]
+            dropped.append({"cell": None, "kind": "metadata.widgets"})
+        if dropped:
+            _record(nb, unsafe_outputs=dropped)
+        return nb, resources
+
+    def _safe_output(self, output, drop):
+        kind = output.get("output_type") if isinstance(output, dict) else None
+        # Sizes are the student's too (a 24 MB exception class name, one endless line that LimitOutput, which
+        # counts lines, lets through): every text is cut, and an image past the cap is dropped.
+        if kind == "stream":
+            if output.get("name") in ("stdout", "stderr") and isinstance(output.get("text"), str):
+                return NotebookNode(output_type="stream", name=output["name"],
+                                    text=wire.cut(output["text"], self.OUTPUT_CHARS))
+        elif kind == "error":
+            traceback = output.get("traceback")
+            lines = traceback[:self.TRACEBACK_LINES] if isinstance(traceback, list) else []
+            return NotebookNode(output_type="error", ename=wire.cut(str(output.get("ename", "")), wire.NAME_CHARS),
+                                evalue=wire.cut(str(output.get("evalue", "")), wire.MESSAGE_CHARS),
+                                traceback=[wire.cut(str(line), wire.MESSAGE_CHARS) for line in lines])
+        elif kind in ("execute_result", "display_data"):
+            data, metadata = {}, {}
+            items = output.get("data", {})
+            for mime, value in (items.items() if isinstance(items, dict) else []):
+                if mime == "text/plain" and isinstance(value, str):
+                    data[mime] = wire.cut(value, self.OUTPUT_CHARS)
+                elif mime in self.SAFE_IMAGES and isinstance(value, str) and len(value) <= self.IMAGE_CHARS \
+                        and _BASE64.match(value):
+                    data[mime] = value
+                    size = (output.get("metadata") or {}).get(mime)
+                    if isinstance(size, dict):
+                        size = {k: v for k, v in size.items() if k in ("width", "height")
+                                and isinstance(v, (int, float)) and not isinstance(v, bool)}
+                        if size:
+                            metadata[mime] = size
+                else:
+                    drop(mime)
+            if not data:
+                return None
+            safe = NotebookNode(output_type=kind, data=NotebookNode(data), metadata=NotebookNode(metadata))
+            if kind == "execute_result":
+                count = output.get("execution_count")
+                safe.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None
+            return safe
+        drop(str(kind))
+        return None

@@ -37,7 +37,7 @@ class Limits:
     files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
     uid_base: int = 2_100_000_000
     allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox
-    cell_seconds: float | None = None  # c.Execute.timeout: the student code one test cell calls, in seconds
+    cell_seconds: float | None = None  # c.Execute.timeout: CPU seconds of the student code one test cell runs
 
     def __post_init__(self):
         if self.cell_seconds is not None and not self.cell_seconds > 0:
@@ -124,8 +124,15 @@ class MemoryLimit(RemoteProblem):
         self.limit = limit
 
     def describe(self, fname: str) -> str:
-        return (f"{fname} ran out of memory: grading gives each student {self.limit / 1024**3:g} GiB, and the call "
-                f"tried to allocate more (MemoryError).")
+        how = ("its processes together passed it: the sandbox was stopped" if self.whole
+               else "the call tried to allocate more (MemoryError)")
+        return (f"{fname} ran out of memory: grading gives each student {self.limit / 1024**3:g} GiB (the memory "
+                f"limit), and {how}.")
+
+    @property
+    def whole(self) -> bool:
+        """Stopped by the sandbox's supervisor (all its processes together), not a MemoryError in one of them."""
+        return str(self).startswith("its processes together")
 
 
 class ProcessDied(RemoteProblem):
@@ -179,14 +186,8 @@ def _support_source() -> str:
     return SUPPORT_SOURCE
 
 
-def _spy_source(name: str) -> str:
-    """The profiler a check names (``spy="two_pass"``), as the source the server defines it from ("" if none)."""
-    from lnkit.checks.ch08_speed import SPY_SOURCE
-
-    return SPY_SOURCE if name == "two_pass" else ""
-
-
 def _stand_in_source(name: str) -> str:
+    """The source that defines ``make_<name>(*params)``, which makes the stand-in of that name for one call."""
     from lnkit.checks.ch05_rmsnorm import STAND_IN_SOURCE
 
     if name != "rms_norm":
@@ -213,8 +214,12 @@ _REFUSED = ("lnkit", "torch")
 class StudentServer:
     """One student's code, running in a sandbox of its own; restarted after a call that killed or stopped it.
 
-    Calls that need a stand-in (chapter 5's correct rms_norm in place of the student's) go to a second server that
-    runs nothing else, so the stand-in never exists where the student's own functions are graded.
+    Calls that need a stand-in (chapter 5's rms_norm in place of the student's) go to a second server that runs
+    nothing else, so the stand-in never exists where the student's own functions are graded.
+
+    Time is measured here, never taken from a reply: :attr:`cpu_used` adds up the CPU seconds the kernel counts for
+    the sandbox's processes (:func:`.sandbox.cpu_seconds`, read from outside it) while the student's calls run and
+    between them; the notebook's own run at start-up is limited by ``start_seconds`` instead.
     """
 
     def __init__(self, cells: list[str], limits: Limits | None = None, stand_ins: tuple = ()):
@@ -225,14 +230,13 @@ class StudentServer:
         self.stand_ins = tuple(stand_ins)
         self.proc: subprocess.Popen | None = None
         self.start_problem: RemoteProblem | None = None
-        self.callables: list[str] = []
         self.want: list[str] = []  # names the test cells read: the server says what each is (see globals_info)
         self.names: dict = {}  # name -> {"kind": "callable" | "module" | "data" | "other", ...}, values decoded
         self.load_errors: list[dict] = []
         self.events: list[dict] = []  # what happened, for the integrity report
-        self.seconds = 0.0  # the time the student's calls took, not counting waits for a CPU (see server.py)
+        self.cpu_used = 0.0  # CPU seconds of the student's processes during and between calls (not at start-up)
+        self._cpu_seen = 0.0  # the process tree's count at the last look (see _look_at_cpu)
         self.support_sent = False
-        self.spies_sent: set = set()
         self._stand_in_server: StudentServer | None = None
         reason = sandbox.unavailable()
         if reason and not self.limits.allow_unsandboxed:
@@ -266,7 +270,7 @@ class StudentServer:
         os.close(from_child_w)
         self._w, self._r = to_child_w, from_child_r
         self.support_sent = False
-        self.spies_sent = set()
+        self._cpu_seen = 0.0
 
     def _kill(self) -> None:
         if self.proc is not None:
@@ -287,31 +291,55 @@ class StudentServer:
                 pass
         self._kill()
 
+    def _look_at_cpu(self, charge: bool) -> float:
+        """The CPU seconds the sandbox's processes used since the last look, as the kernel counts them, read from
+        outside the sandbox: nothing the student's code does or says changes the count. Added to cpu_used when
+        ``charge``. Only growth is counted, so a child whose time no parent collects (SIGCHLD ignored) keeps what it
+        was last seen using after it is gone."""
+        now = sandbox.cpu_seconds(self.proc.pid)
+        grew = max(0.0, now - self._cpu_seen)
+        self._cpu_seen = now
+        if charge:
+            self.cpu_used += grew
+        return grew
+
     def _wait_reply(self, cpu_limit: float, starting: bool) -> None:
-        """Wait until a reply starts to arrive, while the server's CPU time stays under cpu_limit (and the wall-clock
-        backstop is not reached). A server that uses up its CPU time is killed: CallTimeout."""
-        pid = self.proc.pid
-        cpu0 = sandbox.cpu_seconds(pid)
+        """Wait until a reply starts to arrive, while the CPU time the sandbox's processes used since the previous
+        exchange stays under cpu_limit (and the wall-clock backstop is not reached). A server that uses up its CPU time
+        is killed: CallTimeout."""
+        used = 0.0
         wall_end = time.monotonic() + cpu_limit * self.limits.wall_factor + 5
         while True:
             ready, _, _ = select.select([self._r], [], [], 0.05)
             if ready:
                 return
-            if sandbox.cpu_seconds(pid) - cpu0 > cpu_limit or time.monotonic() > wall_end:
+            used += self._look_at_cpu(charge=not starting)
+            if used > cpu_limit or time.monotonic() > wall_end:
                 self._kill()
                 raise CallTimeout(cpu_limit, starting)
 
     def _exchange(self, header: dict, blobs: list, seconds: float, starting: bool) -> tuple[dict, list]:
+        # each look counts what the student's processes used since the previous one, so what they used between two
+        # exchanges (a thread left running) counts against the next call too
         try:
             wire.write_frame(self._w, header, blobs)
         except OSError:
             pass  # it died; reading says how
         self._wait_reply(seconds, starting)
         try:
-            return wire.read_frame(self._r)
+            reply = wire.read_frame(self._r)
+            self._look_at_cpu(charge=not starting)
+            return reply
         except wire.WireError as e:
+            self._look_at_cpu(charge=not starting)
             code = self._exit_code()
+            # the supervisor outside the sandbox stopped it for a limit of the student's processes together
+            stopped = self.box.stopped_for(self.proc.returncode) if self.box is not None else ""
             self._kill()
+            if stopped.startswith("its processes together passed the memory limit"):
+                raise MemoryLimit(self.limits.memory_bytes, stopped) from None
+            if stopped:
+                raise ProcessDied(f"the grader stopped it: {stopped}", starting) from None
             if code is not None and code < 0:
                 if -code == signal.SIGKILL:
                     detail = "it was killed (SIGKILL), most often by the system's out-of-memory killer"
@@ -349,8 +377,11 @@ class StudentServer:
             self.start_problem = problem  # the same code would fail the same way: do not retry it for every check
             self._note({"event": problem.kind, "when": "start", "detail": str(problem)})
             raise
-        self.callables = reply.get("callables", [])
-        self.load_errors = reply.get("errors", [])
+        errors = reply.get("errors")
+        self.load_errors = [{"cell": e.get("cell") if type(e.get("cell")) is int else None,
+                             "type": _said(e, "type", wire.NAME_CHARS, "Exception"),
+                             "message": _said(e, "message", wire.MESSAGE_CHARS)}
+                            for e in (errors[:100] if isinstance(errors, list) else []) if isinstance(e, dict)]
         self.names = {}
         for name, info in (reply.get("names") or {}).items():
             if not isinstance(info, dict) or name not in self.want:
@@ -361,7 +392,9 @@ class StudentServer:
                     info = ({"kind": "other", "type": value.type_name} if isinstance(value, wire.Opaque)
                             else {"kind": "data", "value": value})
                 except (wire.WireError, ValueError, TypeError, IndexError, KeyError) as e:
-                    info = {"kind": "other", "type": f"value that could not be read ({e})"}
+                    info = {"kind": "other", "type": f"value that could not be read ({wire.cut(e, wire.NAME_CHARS)})"}
+            elif info.get("kind") == "other":  # named by the server: a type's name, the student's choice
+                info = {"kind": "other", "type": _said(info, "type", wire.NAME_CHARS * 2, "value")}
             self.names[name] = info
 
     def rebind(self, name: str, *, delete: bool = False, source: str | None = None, value=None) -> None:
@@ -385,6 +418,8 @@ class StudentServer:
 
     def _note(self, event: dict) -> None:
         """Remember an event once per kind and function (a check may meet the same problem on every case)."""
+        event = {key: wire.cut(value, wire.MESSAGE_CHARS) if isinstance(value, str) else value
+                 for key, value in event.items()}  # a detail may quote the student's text
         key = (event.get("event"), event.get("function"))
         if all((e.get("event"), e.get("function")) != key for e in self.events):
             self.events.append(event)
@@ -397,15 +432,19 @@ class StudentServer:
 
     # --- calls -----------------------------------------------------------------------------------------------------
 
-    def call(self, name: str, args: tuple, kwargs: dict, spy: str = "", stand_in=()):
-        """Call the student's function: ``(result, args_after, info)``, or raise a RemoteProblem."""
+    def call(self, name: str, args: tuple, kwargs: dict, stand_in: dict | None = None):
+        """Call the student's function: ``(result, args_after)``, or raise a RemoteProblem.
+
+        ``stand_in`` maps a name of the notebook to the parameters of the stand-in that replaces it during the call
+        (``{"rms_norm": (factor,)}``, see :func:`_stand_in_source`)."""
+        stand_in = _checked_stand_in(stand_in)
         if stand_in and not self.stand_ins:
             other = self._with_stand_ins(tuple(stand_in))
-            before = other.seconds
+            before = other.cpu_used
             try:
-                return other.call(name, args, kwargs, spy, stand_in)
+                return other.call(name, args, kwargs, stand_in)
             finally:
-                self.seconds += other.seconds - before
+                self.cpu_used += other.cpu_used - before
         self.ensure_started()
         blobs: list = []
         specials: list = []
@@ -416,17 +455,12 @@ class StudentServer:
                 specials.append(found[0])
             return found
 
-        header = {"op": "call", "name": name, "spy": spy, "stand_in": list(stand_in),
+        header = {"op": "call", "name": name, "stand_in": stand_in,
                   "args": wire.encode_value(tuple(args), blobs, special=special),
                   "kwargs": wire.encode_value(dict(kwargs), blobs, special=special)}
         if specials and not self.support_sent:
             header["support"] = [_support_source()]
             self.support_sent = True
-        if spy and spy not in self.spies_sent:
-            source = _spy_source(spy)
-            if source:
-                header.setdefault("support", []).append(source)
-            self.spies_sent.add(spy)
         try:
             reply, rblobs = self._exchange(header, blobs, self.limits.call_seconds, False)
         except RemoteProblem as problem:
@@ -434,22 +468,21 @@ class StudentServer:
             raise
         status = reply.get("status")
         if status == "reference":
-            self._note({"event": "reference", "function": name, "detail": reply.get("called", "")})
-            raise ReferenceCalled(reply.get("called", "a reference implementation"))
+            called = _said(reply, "called", wire.NAME_CHARS, "a reference implementation")
+            self._note({"event": "reference", "function": name, "detail": called})
+            raise ReferenceCalled(called)
         if status == "memory":
-            self._note({"event": "memory", "function": name, "detail": reply.get("message", "")})
-            raise MemoryLimit(self.limits.memory_bytes, reply.get("message", ""))
+            self._note({"event": "memory", "function": name, "detail": _said(reply, "message", wire.MESSAGE_CHARS)})
+            raise MemoryLimit(self.limits.memory_bytes, _said(reply, "message", wire.MESSAGE_CHARS))
         if status == "missing":
-            raise NotDefined(reply.get("message", f"{name} is not defined"))
-        took = reply.get("seconds")
-        if type(took) in (int, float) and took >= 0:
-            self.seconds += took
+            raise NotDefined(f"{name} is not defined")
         after = [None if t is None else wire.decode_value(t, rblobs) for t in reply.get("args_after", [])]
-        info = {"stand_in_used": reply.get("stand_in_used", [])}
         if status == "raised":
-            if reply.get("type") in ("SystemExit", "KeyboardInterrupt", "RecursionError"):
-                self._note({"event": reply["type"], "function": name, "detail": reply.get("message", "")})
-            raise StudentRaised.of(str(reply.get("type", "Exception")), str(reply.get("message", "")))
+            type_name = _said(reply, "type", wire.NAME_CHARS, "Exception")
+            message = _said(reply, "message", wire.MESSAGE_CHARS)
+            if type_name in ("SystemExit", "KeyboardInterrupt", "RecursionError"):
+                self._note({"event": type_name, "function": name, "detail": message})
+            raise StudentRaised.of(type_name, message)
         if status != "ok":
             raise ProcessDied(f"it sent an unexpected reply {status!r}")
         result = wire.decode_value(reply["result"], rblobs)
@@ -457,7 +490,31 @@ class StudentServer:
         if opaque is not None:
             self._note({"event": "refused", "function": name, "detail": repr(opaque)})
             raise RefusedResult(opaque.type_name, opaque.why)
-        return result, after, info
+        return result, after
+
+
+def _checked_stand_in(stand_in) -> dict:
+    """``{name: [numbers]}``, checked: the names the checker has a stand-in for, each with its plain parameters."""
+    if not stand_in:
+        return {}
+    if not isinstance(stand_in, dict):
+        raise TypeError(f"stand_in: expected a dict of name -> parameters, such as {{'rms_norm': (2.0,)}}; "
+                        f"got {type(stand_in).__name__}")
+    out = {}
+    for name, params in stand_in.items():
+        _stand_in_source(name)  # an unknown name is refused there
+        if not isinstance(params, (tuple, list)) or not all(type(p) in (int, float) for p in params):
+            raise TypeError(f"stand_in[{name!r}]: expected a tuple of numbers (the stand-in's parameters); "
+                            f"got {params!r:.80}")
+        out[name] = list(params)
+    return out
+
+
+def _said(reply: dict, key: str, limit: int, default: str = "") -> str:
+    """A text field of the student server's reply, as a str cut to ``limit``: the server is the student's process,
+    so a field may hold anything, of any length (the checker's cut is the one that counts)."""
+    value = reply.get(key, default)
+    return wire.cut(value if isinstance(value, str) else default, limit)
 
 
 def _find_opaque(v):
@@ -486,12 +543,12 @@ class RemoteFunction:
     def __name__(self) -> str:  # checks print the function's name
         return self.name
 
-    def remote_call(self, args, kwargs, spy="", stand_in=()):
-        return self.server.call(self.name, args, kwargs, spy, stand_in)
+    def remote_call(self, args, kwargs, stand_in: dict | None = None):
+        return self.server.call(self.name, args, kwargs, stand_in)
 
     def __call__(self, *args, **kwargs):
         try:
-            result, _, _ = self.remote_call(args, kwargs)
+            result, _ = self.remote_call(args, kwargs)
         except RemoteProblem as problem:
             problem.function = self.name  # for the test cell's message: which of the student's functions
             raise

@@ -12,8 +12,9 @@ Flatpak's sandbox). Inside there is:
   daemon included), it cannot see or signal any other process, and it has no network (not even loopback to the host);
 - its own identity: as root, a uid of its own from a reserved range (``uid_base`` + a hash of the student), reached
   by ``setpriv`` with every capability dropped; not as root, a user namespace of the instructor's unprivileged user;
-- limits: address space, CPU seconds, processes, file size, open files (``prlimit``), and an environment holding
-  nothing of the grader's.
+- limits for all its processes together (memory, processes and threads), from outside it (:class:`Containment`: a
+  cgroup of its own, else a watcher), and for each process alone as a backstop: address space, CPU seconds,
+  processes, file size, open files (``prlimit``); and an environment holding nothing of the grader's.
 
 Where bubblewrap cannot make a sandbox (not installed, user namespaces disabled), :func:`unavailable` says why, and
 grading refuses to run student code unless the instructor opted out explicitly (``allow_unsandboxed``).
@@ -36,6 +37,8 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 
+from . import supervisor
+
 SITE = "/sandbox/site"  # where granted packages appear inside
 HOME = "/home/student"  # the working folder inside: the student's files, read-only, and room to write
 
@@ -49,9 +52,11 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubble
 class Limits:
     """What one sandbox may use. CPU time, never wall-clock time, decides a grade (the machine may be busy)."""
 
-    memory_bytes: int = 4 * 1024**3  # address space (torch alone maps about 1 GiB of it)
+    memory_bytes: int = 4 * 1024**3  # all its processes together (see Containment); each one's address space too
     cpu_seconds: int = 600  # per process in the sandbox: a backstop behind the per-call limits of the checker
-    processes: int = 128  # processes and threads
+    # processes and threads together, bubblewrap's two included: the student server holds 3 (with torch too); the
+    # kernel needs more (GradingSandbox.processes)
+    processes: int = 16
     file_bytes: int = 64 * 1024**2  # largest file it may write
     open_files: int = 256
     tmp_bytes: int = 64 * 1024**2  # each of /tmp and the working folder (in memory)
@@ -62,6 +67,152 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"Limits.{name}: expected an int of at least {least}; got {value!r}")
+
+
+# --- what bounds a sandbox as a whole ---------------------------------------------------------------------------
+
+SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
+
+
+@dataclass(frozen=True)
+class Containment:
+    """How a sandbox's processes are bounded together (memory, processes and threads), from outside it.
+
+    ``prlimit`` bounds each process alone (three forked children could hold three times the memory): every sandbox
+    runs under :mod:`.supervisor`, which bounds the sum, by the first of these that works here (:func:`containment`):
+
+    - ``cgroup v1``: a child cgroup of the grader's own in the memory and the pids hierarchies (as root);
+    - ``cgroup v2``: a child of the grader's own cgroup v2, where it may make one with both controllers (as root
+      where the grader's cgroup is the root of its hierarchy, as in most containers);
+    - ``cgroup v2 scope``: a scope of the user's systemd (``systemd-run --user --scope``), where cgroups are
+      delegated to users (most current distributions, for an ordinary user);
+    - ``watcher``: none of these (an ordinary user on a cgroup v1 machine): the supervisor adds up the memory of
+      the sandbox's processes every 50 ms and stops it whole past the limit.
+    """
+
+    kind: str
+    parents: tuple[str, ...] = ()  # cgroup folders: each sandbox's cgroup is made under them
+
+    KINDS = ("cgroup v1", "cgroup v2", "cgroup v2 scope", "watcher")
+
+    def __post_init__(self):
+        if self.kind not in self.KINDS:
+            raise ValueError(f"Containment.kind: expected one of {', '.join(self.KINDS)}; got {self.kind!r}")
+        if self.kind != "watcher" and not self.parents:
+            raise ValueError(f"Containment.parents: a {self.kind} needs the cgroup folder(s) to make it under")
+
+    def describe(self) -> str:
+        return {"cgroup v1": "a cgroup v1 of its own (memory and pids)",
+                "cgroup v2": "a cgroup v2 of its own (memory and pids)",
+                "cgroup v2 scope": "a systemd scope of its own (cgroup v2: memory and pids)",
+                "watcher": "a watcher outside it (their memory added up every 50 ms)"}[self.kind]
+
+    def argv(self, limits: Limits) -> list[str]:
+        """The command line that runs a command (appended) under this containment's supervisor."""
+        kind = {"cgroup v1": "cgroup", "cgroup v2": "cgroup", "cgroup v2 scope": "scope"}.get(self.kind, "watcher")
+        out = [os.path.realpath(sys.executable), "-I", "-S", SUPERVISOR, kind, str(limits.memory_bytes),
+               str(limits.processes), *self.parents, "--"]
+        if self.kind == "cgroup v2 scope":
+            out = [shutil.which("systemd-run") or "systemd-run", "--user", "--scope", "--quiet", "--collect",
+                   f"-pMemoryMax={limits.memory_bytes}", "-pMemorySwapMax=0", f"-pTasksMax={limits.processes}",
+                   "--", *out]
+        return out
+
+
+WATCHER = Containment("watcher")
+
+
+def _cgroup_mounts() -> dict[str, tuple[str, str]]:
+    """{"memory": (mount point, root), "pids": ..., "v2": ...} of the cgroup file systems mounted here."""
+    found = {}
+    try:
+        lines = open("/proc/self/mountinfo").read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        head, _, tail = line.partition(" - ")
+        fields, fstype = head.split(), tail.split()
+        if len(fields) < 5 or len(fstype) < 3:
+            continue
+        if fstype[0] == "cgroup2":
+            found.setdefault("v2", (fields[4], fields[3]))
+        elif fstype[0] == "cgroup":
+            for option in fstype[2].split(","):
+                if option in ("memory", "pids"):
+                    found.setdefault(option, (fields[4], fields[3]))
+    return found
+
+
+def _own_cgroups() -> dict[str, str]:
+    """{"memory": path, "pids": path, "v2": path} of this process, from /proc/self/cgroup."""
+    own = {}
+    for line in open("/proc/self/cgroup").read().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            own["v2"] = path
+        for c in controllers.split(","):
+            if c in ("memory", "pids"):
+                own[c] = path
+    return own
+
+
+def _folder(mount: tuple[str, str], path: str) -> str | None:
+    point, root = mount
+    if not (path + "/").startswith(root.rstrip("/") + "/"):
+        return None
+    return os.path.join(point, path[len(root.rstrip("/")):].lstrip("/")).rstrip("/") or "/"
+
+
+def _can_make_cgroups(parents: list[str], wanted: tuple[str, ...]) -> bool:
+    """Whether a child cgroup with the wanted limit files can be made (and removed) under each parent."""
+    for parent in parents:
+        if not os.access(parent, os.W_OK):
+            return False
+        probe = os.path.join(parent, f"lnkit-probe-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(probe)
+        except OSError:
+            return False
+        try:
+            if not any(os.path.exists(os.path.join(probe, f)) for f in wanted):
+                return False
+        finally:
+            try:
+                os.rmdir(probe)
+            except OSError:
+                pass
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def containment() -> Containment:
+    """The strongest containment this machine and user allow (see :class:`Containment`)."""
+    try:
+        mounts, own = _cgroup_mounts(), _own_cgroups()
+    except (OSError, ValueError):
+        return WATCHER
+    if "memory" in mounts and "pids" in mounts and "memory" in own and "pids" in own:
+        parents = [_folder(mounts["memory"], own["memory"]), _folder(mounts["pids"], own["pids"])]
+        if None not in parents and _can_make_cgroups(parents[:1], ("memory.limit_in_bytes",)) \
+                and _can_make_cgroups(parents[1:], ("pids.max",)):
+            return Containment("cgroup v1", tuple(parents))
+    if "v2" in mounts and "v2" in own:
+        parent = _folder(mounts["v2"], own["v2"])
+        try:
+            enabled = open(os.path.join(parent or "/nonexistent", "cgroup.subtree_control")).read().split()
+        except OSError:
+            enabled = []
+        if parent and {"memory", "pids"} <= set(enabled) and _can_make_cgroups([parent], ("memory.max",)):
+            return Containment("cgroup v2", (parent,))
+        if shutil.which("systemd-run") and os.geteuid() != 0:
+            scope = Containment("cgroup v2 scope", (mounts["v2"][0],))
+            try:
+                done = _run_quiet(scope.argv(Limits()) + ["/bin/true"], timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                done = None
+            if done is not None and done.returncode == 0:
+                return scope
+    return WATCHER
 
 
 def _run_quiet(argv: list[str], timeout: float = 20) -> subprocess.CompletedProcess:
@@ -192,6 +343,10 @@ def sandbox_uid(key: str, base: int) -> int:
     return base + int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") % 1_000_000
 
 
+# As an ordinary user, the tasks a sandbox may add to its uid's count (RLIMIT_NPROC) beyond those it has at start.
+NPROC_BACKSTOP = 256
+
+
 def _count_tasks(uid: int) -> int:
     """Threads and processes of uid now (RLIMIT_NPROC counts them all, per real uid)."""
     n = 0
@@ -218,6 +373,7 @@ class Sandbox:
     shared_dirs: tuple[str, ...] = ()  # host folders bound read-write at the same path (the kernel's sockets)
     env: dict = field(default_factory=dict)
     uid_base: int = 2_100_000_000
+    containment: Containment | None = None  # None: the strongest this machine allows (containment())
 
     @property
     def python(self) -> str:
@@ -232,10 +388,25 @@ class Sandbox:
     def uid(self) -> int:
         return sandbox_uid(self.key, self.uid_base) if self.as_root else os.geteuid()
 
+    @property
+    def bounded_by(self) -> Containment:
+        return self.containment or containment()
+
     def identity(self) -> str:
         if self.as_root:
-            return f"uid {self.uid} of its own (from the reserved range at {self.uid_base})"
-        return f"a user namespace of {os.geteuid()} (the grader's own user, without access to its files)"
+            who = f"uid {self.uid} of its own (from the reserved range at {self.uid_base})"
+        else:
+            who = f"a user namespace of {os.geteuid()} (the grader's own user, without access to its files)"
+        return f"{who}; its processes bounded together by {self.bounded_by.describe()}"
+
+    def stopped_for(self, returncode: int | None) -> str:
+        """Why the supervisor stopped this sandbox, from the exit status of the process argv started ("" if not)."""
+        if returncode == supervisor.STOPPED_MEMORY:
+            return (f"its processes together passed the memory limit of {self.limits.memory_bytes / 1024**3:g} GiB "
+                    f"per student")
+        if returncode == supervisor.STOPPED_TASKS:
+            return f"its processes passed the limit of {self.limits.processes} processes and threads per student"
+        return ""
 
     def _mounts(self) -> list[str]:
         args = ["--ro-bind", "/usr", "/usr"]
@@ -292,10 +463,20 @@ class Sandbox:
         return env
 
     def argv(self, cmd: list[str]) -> list[str]:
-        """prlimit (limits) -> bwrap (namespaces, filesystem, environment) -> [setpriv (own uid, as root)] -> cmd."""
+        """supervisor (the sandbox as a whole) -> prlimit (each process) -> bwrap (namespaces, filesystem,
+        environment) -> [setpriv (own uid, as root)] -> cmd."""
         lim = self.limits
-        nproc = lim.processes if self.as_root else _count_tasks(os.geteuid()) + lim.processes
-        out = [shutil.which("prlimit") or "prlimit", f"--as={lim.memory_bytes}", f"--cpu={lim.cpu_seconds}",
+        # As root each sandbox has a uid of its own, so RLIMIT_NPROC bounds it exactly (bubblewrap's two run as root,
+        # outside that uid's count). As an ordinary user every sandbox shares the instructor's uid, and RLIMIT_NPROC
+        # counts all of that uid's tasks, the classmates' sandboxes started after this one included: a tight value
+        # would let one student's kernel starve another's (a grade that changes with the machine's load). There it
+        # is only a backstop against a fork bomb between two looks of the supervisor, which counts this sandbox's
+        # own processes and stops it past lim.processes.
+        if self.as_root:
+            nproc = lim.processes - 2
+        else:
+            nproc = _count_tasks(os.geteuid()) + max(NPROC_BACKSTOP, 4 * lim.processes)
+        out = self.bounded_by.argv(lim) + [shutil.which("prlimit") or "prlimit", f"--as={lim.memory_bytes}", f"--cpu={lim.cpu_seconds}",
                f"--nproc={nproc}", f"--fsize={lim.file_bytes}", f"--nofile={lim.open_files}", "--core=0", "--",
                shutil.which("bwrap") or "bwrap"]
         if self.as_root:
@@ -357,11 +538,27 @@ def private_dir(prefix: str, owner: int | None = None) -> str:
     return path
 
 
+def _is_supervisor(pid: int) -> bool:
+    """Whether pid runs supervisor.py (its command line is the grader's own: nothing in a sandbox can change it)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return SUPERVISOR.encode() in f.read().split(b"\0")[:4]
+    except OSError:
+        return False
+
+
 def kill_tree(pid: int) -> None:
-    """Kill a sandbox: bwrap and, through --die-with-parent and the PID namespace, everything inside it."""
-    for p in [pid, *descendants(pid)]:
+    """Kill a sandbox: bwrap and, through --die-with-parent and the PID namespace, everything inside it. Its
+    supervisor is asked to end (SIGTERM) after them, so that it removes the sandbox's cgroups before it exits."""
+    supervised = _is_supervisor(pid)
+    for p in [*descendants(pid), *([] if supervised else [pid])]:
         try:
             os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if supervised:
+        try:
+            os.kill(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -389,18 +586,97 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time used by pid and every process under it (alive, or dead and waited for): user + system."""
+    """CPU time used by pid and every process under it (alive, or dead and waited for): user + system. A sandbox's
+    supervisor's own time (its watching) is not counted: only what it waited for."""
     total = 0
+    supervised = _is_supervisor(pid)
     for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+            times = fields[13:15] if supervised and p == pid else fields[11:15]
+            total += sum(int(x) for x in times)  # utime, stime, cutime, cstime
         except (OSError, IndexError, ValueError):
             continue
     return total / _TICKS
 
 
+def _opened_up(dir_fd: int, name: str) -> int | None:
+    """The folder name under dir_fd, made u+rwx and opened for reading, never following a link (None if it is not
+    a folder, or is gone)."""
+    try:
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        mode = os.stat(handle).st_mode
+        if mode & 0o700 != 0o700:
+            os.chmod(f"/proc/self/fd/{handle}", stat.S_IMODE(mode) | 0o700)  # the folder itself, not a link's target
+        return os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    finally:
+        os.close(handle)
+
+
+_DEEPEST = 32  # folders nested deeper are moved up to the top first: removing never holds more descriptors
+
+
 def remove_tree(path: str | None) -> None:
-    if path:
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove a folder that sandboxed code could write into, with whatever it left there: folders it made unreadable
+    (chmod 0) are opened up (u+rwx) first; nothing is followed through a link, so nothing outside path is touched;
+    deep nesting is flattened as it goes. What cannot be removed (a file system refusing) is left and skipped."""
+    if not path:
+        return
+    parent = os.open(os.path.dirname(os.path.abspath(path)) or "/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        name = os.path.basename(os.path.abspath(path))
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                os.unlink(name, dir_fd=parent)
+                return
+        except FileNotFoundError:
+            return
+        top = _opened_up(parent, name)
+        if top is None:
+            return
+        stack, names, skipped, moved = [top], [name], set(), 0
+        while stack:
+            fd, descended = stack[-1], False
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    key = (len(stack), entry.name, entry.inode())
+                    if key in skipped:
+                        continue
+                    if not entry.is_dir(follow_symlinks=False):
+                        try:
+                            os.unlink(entry.name, dir_fd=fd)
+                        except OSError:
+                            skipped.add(key)
+                        continue
+                    if len(stack) >= _DEEPEST:
+                        moved += 1
+                        try:
+                            os.rename(entry.name, f".lnkit-flat-{moved}", src_dir_fd=fd, dst_dir_fd=top)
+                        except OSError:
+                            skipped.add(key)
+                        continue
+                    child = _opened_up(fd, entry.name)
+                    if child is None:
+                        skipped.add(key)
+                        continue
+                    stack.append(child)
+                    names.append(entry.name)
+                    descended = True
+                    break
+            if descended:
+                continue
+            inode = os.fstat(stack.pop()).st_ino
+            os.close(fd)
+            done = names.pop()
+            try:
+                os.rmdir(done, dir_fd=stack[-1] if stack else parent)
+            except OSError:
+                skipped.add((len(stack), done, inode))
+    finally:
+        os.close(parent)

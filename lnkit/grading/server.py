@@ -13,7 +13,29 @@ called lnkit.layer_norm instead of writing it". Every exception, ``SystemExit`` 
 becomes a reply; a process that dies leaves the checker an end of file, which it reports.
 
 What the checker sends besides the student's code is plain source it chooses per call: the classes that rebuild
-chapter 6's sublayer and norm, and, in a separate server used for nothing else, chapter 5's stand-in ``rms_norm``.
+chapter 6's sublayer and norm, and, in a separate server used for nothing else, chapter 5's stand-in ``rms_norm``
+(made per call by ``make_rms_norm(factor)``, deliberately not a true RMSNorm: see
+:func:`lnkit.checks.check_layer_norm_via_rms`).
+
+This process is the student's: their code can patch this module, the clock, the profiler, anything in it. So a reply
+carries values, and only values: what the student's functions return and leave behind, which any function the
+student could have written might give. Nothing in a reply says how an answer was computed or how long it took; the
+checker measures time from outside (the kernel's count of this sandbox's CPU seconds, see
+:attr:`lnkit.grading.remote.StudentServer.cpu_used`). Each field, and why it is safe to read:
+
+- ``load``: ``errors`` (the cells that raised, by type and message) is recorded in the graded notebook's metadata,
+  never scored; ``names`` says what each name a test cell reads is. A function is called here; plain data is a value the
+  test cell judges, as it would the kernel's variable; a module or a class is named, and the checker imports its own
+  copy, from the standard library or the granted packages only, so a name never brings the student's code out.
+- ``call``: ``status`` other than ``ok`` (``raised``, ``reference``, ``memory``, ``missing``) only ever fails the
+  call; ``called`` (with ``reference``) names what was refused, and can only make the verdict worse; ``type`` and
+  ``message`` of an exception are the student's text, shown, never trusted (``raised`` fails like any exception);
+  ``result`` is the value the check compares; ``args_after`` are the arrays as the call left them, compared with the
+  inputs (a forged one describes a function that copies its input, which the student could as well have written).
+- ``rebind``: ``status`` and ``message`` are not read.
+
+The checker keeps no field that claims something about the computation itself (a time, a flag that a stand-in was
+called, a profiler's finding): those were the student's word, and they are gone.
 """
 
 from __future__ import annotations
@@ -23,7 +45,6 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-import time
 import types
 
 import numpy as np
@@ -57,6 +78,7 @@ class _Refusals:
 
 
 REFUSALS = _Refusals()
+_ABSENT = object()  # a name the notebook does not define, put back as it was after a stand-in's call
 
 
 class _RefusedName:
@@ -113,24 +135,6 @@ class _RefuseFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-class _Spy:
-    def __init__(self, check):
-        self.check, self.called = check, None
-
-    def _profile(self, frame, event, arg):
-        if self.called is None:
-            self.called = self.check(frame, event, arg)
-
-    def __enter__(self):
-        if self.check is not None:
-            sys.setprofile(self._profile)
-        return self
-
-    def __exit__(self, *exc):
-        sys.setprofile(None)
-        return False
-
-
 class Server:
     def __init__(self, rfd: int, wfd: int):
         self.rfd, self.wfd = rfd, wfd
@@ -143,19 +147,18 @@ class Server:
         sys.meta_path.insert(0, _RefuseFinder(request.get("refuse", ())))
         for source in request.get("support", ()):
             exec(compile(source, "<grading support>", "exec"), self.support)  # noqa: S102 - the checker's text
-        self.stand_ins = {name: self.support[name] for name in request.get("stand_ins", ())}
+        # a stand-in is made per call by the support source's ``make_<name>`` (see call)
+        self.stand_ins = {name: self.support[f"make_{name}"] for name in request.get("stand_ins", ())}
         errors = []
         for i, source in enumerate(request["cells"]):
             try:
                 exec(compile(source, f"<cell {i}>", "exec"), self.namespace)  # noqa: S102 - the student's code, here
             except BaseException as e:  # noqa: BLE001 - a notebook goes on after a failing cell
-                errors.append({"cell": i, "type": type(e).__name__, "message": _message(e)})
-        callables = sorted(k for k, v in self.namespace.items() if not k.startswith("__") and callable(v)
-                           and not isinstance(v, type) and not isinstance(v, types.ModuleType))
+                errors.append({"cell": i, "type": _type_name(e), "message": _message(e)})
         blobs: list = []
         names = {name: _describe(self.namespace[name], blobs) for name in request.get("want", ())
                  if isinstance(name, str) and name in self.namespace}
-        return {"status": "ok", "callables": callables, "errors": errors, "names": names}, blobs
+        return {"status": "ok", "errors": errors, "names": names}, blobs
 
     def rebind(self, request: dict, blobs: list) -> dict:
         """A test cell deleted or assigned one of the notebook's names: do the same here, so that the student's
@@ -195,39 +198,35 @@ class Server:
         rebuild = self._rebuilders()
         args = wire.decode_value(request["args"], blobs, rebuild)
         kwargs = wire.decode_value(request["kwargs"], blobs, rebuild)
-        used: dict = {}
         swapped = {}
-        for stand in request.get("stand_in", ()):
-            if stand in self.stand_ins and callable(self.namespace.get(stand)):
-                swapped[stand] = self.namespace[stand]
-                self.namespace[stand] = _recording(self.stand_ins[stand], stand, used)
+        stand_in = request.get("stand_in") or {}
+        for stand, params in (stand_in.items() if isinstance(stand_in, dict) else ()):
+            if stand in self.stand_ins:  # made for this call from the checker's parameters (chapter 5's factor)
+                swapped[stand] = self.namespace.get(stand, _ABSENT)
+                self.namespace[stand] = self.stand_ins[stand](*params)
         REFUSALS.reset()
-        spy = _Spy(self.support.get(f"{request['spy']}_spy") if request.get("spy") else None)
-        started, waited = time.monotonic(), _run_delay()
         try:
-            with spy:
-                out = func(*args, **kwargs)
+            out = func(*args, **kwargs)
             reply = {"status": "ok"}
         except ReferenceRefused:
             reply = {"status": "reference"}
         except MemoryError as e:
             reply = {"status": "memory", "message": _message(e)}
         except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the student's doing
-            reply = {"status": "raised", "type": type(e).__name__, "message": _message(e)}
+            reply = {"status": "raised", "type": _type_name(e), "message": _message(e)}
         finally:
-            self.namespace.update(swapped)
-            # the call's time on the clock, less the time it waited for a CPU: what sleeping or computing took,
-            # whatever else the machine was doing (c.Execute.timeout is checked against it, per test cell)
-            took = max(0.0, time.monotonic() - started - (_run_delay() - waited))
-        called = REFUSALS.called or spy.called
+            for stand, theirs in swapped.items():
+                if theirs is _ABSENT:
+                    self.namespace.pop(stand, None)
+                else:
+                    self.namespace[stand] = theirs
+        called = REFUSALS.called
         if called:
             return {"status": "reference", "called": called}, []
         out_blobs: list = []
         if reply["status"] == "ok":
             reply["result"] = wire.encode_value(out, out_blobs)
         reply["args_after"] = [wire.encode_value(a, out_blobs) if type(a) is np.ndarray else None for a in args]
-        reply["stand_in_used"] = sorted(used)
-        reply["seconds"] = took
         return reply, out_blobs
 
     def serve(self) -> None:
@@ -253,15 +252,6 @@ class Server:
             wire.write_frame(self.wfd, reply, out)
 
 
-def _run_delay() -> float:
-    """Seconds this thread has spent waiting for a CPU (the kernel's schedstat), 0 where that is not available."""
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 MAX_VALUE_BYTES = 64 * 1024**2  # the largest variable sent to the checker (a test cell that reads it gets a refusal)
 
 
@@ -275,7 +265,7 @@ def _describe(value, blobs: list) -> dict:
         return _describe_value(value, blobs)
     except BaseException as e:  # noqa: BLE001 - a student's object that fails even to be looked at
         del blobs[mark:]
-        return {"kind": "other", "type": f"value that cannot be read ({type(e).__name__})"}
+        return {"kind": "other", "type": f"value that cannot be read ({_type_name(e)})"}
 
 
 def _describe_value(value, blobs: list) -> dict:
@@ -296,20 +286,18 @@ def _describe_value(value, blobs: list) -> dict:
     return {"kind": "data", "value": tree}
 
 
-def _recording(func, name: str, used: dict):
-    def stand_in(*args, **kwargs):
-        used[name] = True
-        return func(*args, **kwargs)
-
-    stand_in.__name__ = name
-    return stand_in
-
-
 def _message(e: BaseException) -> str:
+    """The exception's message, cut (the checker cuts again: this process is the student's)."""
     try:
-        return str(e)[:2000]
+        return wire.cut(str(e), wire.MESSAGE_CHARS)
     except BaseException:  # noqa: BLE001 - a student's exception whose __str__ fails
-        return f"<{type(e).__name__} whose message cannot be shown>"
+        return f"<{_type_name(e)} whose message cannot be shown>"
+
+
+def _type_name(e: BaseException) -> str:
+    """The name of the exception's class, cut: a class the student made can have a name of any length."""
+    name = type(e).__name__
+    return wire.cut(name if type(name) is str else "?", wire.NAME_CHARS)
 
 
 def main(argv: list[str]) -> None:

@@ -20,6 +20,12 @@ compared with the references, lnkit's source files and the book's code cells; a 
 at the threshold is flagged too. The HTML page shows every flagged pair side by side with
 the matching code highlighted, and the scores of every pair, so that the instructor sees where the honest pairs lie.
 
+A submission is untrusted input: what is read of it is capped (:data:`MAX_BYTES` a notebook, :data:`MAX_CELLS` cells,
+:data:`MAX_CELL_CHARS` a cell, :data:`MAX_CODE_CHARS` a student), and each student's code is tokenised in a process
+of its own with a CPU-time and a memory limit (:func:`filter_isolated`): a submission past a cap, or one that breaks
+the parser (200 KB of "-" is a MemoryError in CPython's), is named on the page and in the report, and every other
+pair is still compared. Every student string on the page (ids, code) is HTML-escaped.
+
 The exercises are short and the book teaches one way to write them, so honest answers share idioms (one line such
 as ``mean = x.mean(axis=-1, keepdims=True)``); a copy shares whole functions. The threshold is the instructor's to
 set, looking at the distribution the page shows; ``tests/test_similarity.py`` measures planted copies and honest,
@@ -50,8 +56,17 @@ NOISE = 25
 #: fewer matching filtered characters than this never flag, whatever the share
 MIN_TOKENS = 60
 ENV_THRESHOLD = "LNKIT_SIMILARITY_THRESHOLD"
-#: a submitted notebook larger than this is not read (the integrity report and grading deal with it)
-MAX_BYTES = 20 * 1024 * 1024
+#: what is read of a submission, which is untrusted: a notebook larger than MAX_BYTES is not read (the integrity
+#: report and grading deal with it); of a notebook, the first MAX_CELLS cells; a cell longer than MAX_CELL_CHARS is
+#: left out; a student's code past MAX_CODE_CHARS is cut there. Each is said on the page and in the report.
+MAX_BYTES = 8 * 1024 * 1024
+MAX_CELLS = 1000
+MAX_CELL_CHARS = 20_000
+MAX_CODE_CHARS = 200_000
+#: each student's code is tokenised in a separate process (:func:`filter_isolated`), within this many CPU seconds
+#: and this much memory: a submission that breaks the tokeniser or the parser is reported alone
+TOKENISE_CPU_SECONDS = 10
+TOKENISE_MEMORY_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -71,13 +86,15 @@ class Match:
         return max(self.share_a, self.share_b) if self.kind == "pair" else self.share_a
 
 
-def _cells(path: str) -> list[dict]:
+def _cells(path: str, notes: list | None = None) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         nb = json.load(fh)
     if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
         raise ValueError(f"{path}: not an nbformat 4 notebook")
+    if len(nb["cells"]) > MAX_CELLS and notes is not None:
+        notes.append(f"{os.path.basename(path)}: only its first {MAX_CELLS} of {len(nb['cells'])} cells were read")
     cells = []
-    for cell in nb["cells"]:
+    for cell in nb["cells"][:MAX_CELLS]:
         if not isinstance(cell, dict):
             continue
         source = cell.get("source", "")
@@ -100,15 +117,26 @@ def release_code(release_path: str) -> tuple[str, set[str]]:
     return "\n\n".join(c["source"] for c in cells if c["type"] == "code"), others
 
 
-def student_code(path: str, release_path: str) -> str:
-    """What the student wrote in one submitted notebook: its solution cells and added code cells, never run."""
+def student_code(path: str, release_path: str, notes: list | None = None) -> str:
+    """What the student wrote in one submitted notebook: its solution cells and added code cells, never run.
+
+    Within the caps (:data:`MAX_CELLS`, :data:`MAX_CELL_CHARS`); what was left out is added to ``notes``."""
     _, others = release_code(release_path)
     released = {_normal(c["source"]) for c in _cells(release_path) if c["type"] == "code"}
-    # a solution cell (whatever its metadata says) or an added cell, unless left exactly as released; never a cell
-    # that the release has under another grade_id (tests, read-only cells: the integrity report checks those)
-    return "\n\n".join(c["source"] for c in _cells(path)
-                        if c["type"] == "code" and c["grade_id"] not in others
-                        and _normal(c["source"]) not in released)
+    kept = []
+    for c in _cells(path, notes):
+        # a solution cell (whatever its metadata says) or an added cell, unless left exactly as released; never a
+        # cell that the release has under another grade_id (tests, read-only cells: the integrity report checks those)
+        if c["type"] != "code" or c["grade_id"] in others:
+            continue
+        if len(c["source"]) > MAX_CELL_CHARS:
+            if notes is not None:
+                notes.append(f"{os.path.basename(path)}: a cell of {len(c['source'])} characters was left out "
+                             f"(more than {MAX_CELL_CHARS})")
+            continue
+        if _normal(c["source"]) not in released:
+            kept.append(c["source"])
+    return "\n\n".join(kept)
 
 
 def _code_cells_md(path: str) -> str:
@@ -144,7 +172,7 @@ def _own_names(code: str) -> set[str] | None:
     for text in (code, re.sub(r"(?m)^\s*[%!].*$", "", code)):  # a second try without IPython magics and shell lines
         try:
             tree = ast.parse(text)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # the parser's limits too: copydetect's filter
             continue
         names = set()
         for node in ast.walk(tree):
@@ -203,18 +231,107 @@ def filter_code(code: str) -> tuple[str, "np.ndarray"]:
     return out, np.array(offsets)
 
 
-def _fingerprint(name: str, code: str, boilerplate, noise: int):
+def _fingerprint(name: str, code: str, boilerplate, noise: int, filtered=None):
+    """copydetect's fingerprint of code; ``filtered`` is :func:`filter_code`'s result where it was made elsewhere."""
+    import numpy as np
     from copydetect import CodeFingerprint
 
-    filtered, offsets = filter_code(code)
+    filtered, offsets = filtered if filtered is not None else filter_code(code)
     fp = CodeFingerprint(f"{name}.py", noise, 1, boilerplate, filter=False, fp=io.StringIO(filtered))
-    fp.raw_code, fp.offsets = code, offsets  # compare_files maps matches back to the source through these
+    # compare_files maps matches back to the source through these
+    fp.raw_code, fp.offsets = code, np.asarray(offsets).reshape(-1, 2)
     return fp
 
 
+def _tokeniser() -> None:
+    """The child of :func:`filter_isolated`: one JSON request a line (``{"code": ...}``), one JSON reply a line."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (TOKENISE_MEMORY_BYTES, TOKENISE_MEMORY_BYTES))
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        spent = int(used.ru_utime + used.ru_stime) + 1
+        # the soft limit: SIGXCPU ends this process when one submission takes more than its budget
+        soft = spent + TOKENISE_CPU_SECONDS
+        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+        try:
+            filtered, offsets = filter_code(json.loads(line)["code"])
+            reply = {"filtered": filtered, "offsets": [[int(a), int(b)] for a, b in offsets]}
+        except BaseException as e:  # noqa: BLE001 - MemoryError and RecursionError included: that student alone
+            reply = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+_TOKENISER = "from lnkit.grading.similarity import _tokeniser; _tokeniser()"
+
+
+def filter_isolated(codes: dict[str, str]) -> tuple[dict[str, tuple], dict[str, str]]:
+    """:func:`filter_code` of each student's code, in a separate process with a CPU-time and a memory limit
+    (:data:`TOKENISE_CPU_SECONDS`, :data:`TOKENISE_MEMORY_BYTES`): the parser and the lexer are not made for hostile
+    input (200 KB of "-" is a MemoryError). Returns ``{student: (filtered, offsets)}`` and ``{student: why}`` for
+    each student whose code could not be tokenised; one failure never stops the others."""
+    import select
+    import signal
+    import subprocess
+
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = [sys.executable, "-c", _TOKENISER]
+    done: dict[str, tuple] = {}
+    failed: dict[str, str] = {}
+    child = None
+    try:
+        for student, code in codes.items():
+            if child is None or child.poll() is not None:
+                child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, env=env)
+            try:
+                child.stdin.write(json.dumps({"code": code}) + "\n")
+                child.stdin.flush()
+                # a wall-clock backstop: the CPU limit is the rule, this only ends a child that stopped running
+                ready, _, _ = select.select([child.stdout], [], [], 20 * TOKENISE_CPU_SECONDS + 30)
+                answer = child.stdout.readline() if ready else ""
+            except (BrokenPipeError, OSError):
+                answer = ""
+            try:
+                reply = json.loads(answer) if answer else None
+            except ValueError:
+                reply = None
+            if isinstance(reply, dict) and "filtered" in reply:
+                done[student] = (reply["filtered"], reply["offsets"])
+                continue
+            if isinstance(reply, dict) and "error" in reply:
+                failed[student] = f"its code could not be tokenised ({reply['error']})"
+                continue
+            if child.poll() is None:
+                child.kill()
+            code_ = child.wait()
+            failed[student] = (f"tokenising its code took more than {TOKENISE_CPU_SECONDS} CPU seconds"
+                               if code_ == -signal.SIGXCPU else
+                               f"the tokeniser stopped on its code (exit status {code_})")
+            child = None
+    finally:
+        if child is not None:
+            child.stdin.close()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    return done, failed
+
+
 def compare(students: dict[str, str], refs: dict[str, str], boilerplate: str = "", threshold: float = DEFAULT_THRESHOLD,
-            noise: int = NOISE, min_tokens: int = MIN_TOKENS) -> list[Match]:
-    """Every pair of students, and every student against every reference, scored; the flagged ones marked."""
+            noise: int = NOISE, min_tokens: int = MIN_TOKENS, failures: dict | None = None) -> list[Match]:
+    """Every pair of students, and every student against every reference, scored; the flagged ones marked.
+
+    Each student's code is tokenised on its own (:func:`filter_isolated`); a student whose code cannot be, or whose
+    comparison fails, is added to ``failures`` (student -> why) and the others are compared all the same."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be a share of the code, in (0, 1]; got {threshold!r}")
     if not isinstance(noise, int) or noise < 5:
@@ -223,8 +340,16 @@ def compare(students: dict[str, str], refs: dict[str, str], boilerplate: str = "
     from copydetect import compare_files
     from copydetect.utils import highlight_overlap
 
+    failures = {} if failures is None else failures
     bp_hashes = np.array(sorted(_fingerprint("boilerplate", boilerplate, None, noise).hashes))
-    prints = {s: _fingerprint(s, code, bp_hashes, noise) for s, code in students.items() if code.strip()}
+    filtered, failed = filter_isolated({s: code for s, code in students.items() if code.strip()})
+    failures.update(failed)
+    prints = {}
+    for s, result in filtered.items():
+        try:
+            prints[s] = _fingerprint(s, students[s], bp_hashes, noise, result)
+        except Exception as e:  # noqa: BLE001 - that student alone is not compared
+            failures[s] = f"its code could not be fingerprinted ({type(e).__name__})"
     ref_prints = {r: _fingerprint(r, code, bp_hashes, noise) for r, code in refs.items()}
     names = sorted(prints)
     matches = []
@@ -232,16 +357,23 @@ def compare(students: dict[str, str], refs: dict[str, str], boilerplate: str = "
     def one(a, fa, b, fb, kind):
         if not fa.hashes or not fb.hashes:
             return
-        tokens, (sa, sb), slices = compare_files(fa, fb)
+        try:
+            tokens, (sa, sb), slices = compare_files(fa, fb)
+        except Exception as e:  # noqa: BLE001 - one pair that cannot be compared never hides the others
+            failures.setdefault(a, f"comparing it with {b} failed ({type(e).__name__})")
+            return
         if tokens == 0:
             matches.append(Match(a, b, kind, 0.0, 0.0, 0))
             return
         m = Match(a, b, kind, float(sa), float(sb), int(tokens))
         m.flagged = m.score >= threshold and m.tokens >= min_tokens
         if m.flagged:
-            m.html_a = highlight_overlap(fa.raw_code, slices[0], "<mark>", "</mark>", escape_html=True)[0]
-            m.html_b = highlight_overlap(fb.raw_code, slices[1], "<mark>", "</mark>", escape_html=True,
-                                         truncate=-1 if kind == "pair" else 6)[0]
+            try:
+                m.html_a = highlight_overlap(fa.raw_code, slices[0], "<mark>", "</mark>", escape_html=True)[0]
+                m.html_b = highlight_overlap(fb.raw_code, slices[1], "<mark>", "</mark>", escape_html=True,
+                                             truncate=-1 if kind == "pair" else 6)[0]
+            except Exception:  # noqa: BLE001 - still flagged; the page shows the code without highlights
+                m.html_a, m.html_b = html.escape(fa.raw_code), html.escape(fb.raw_code)
         matches.append(m)
 
     for i, a in enumerate(names):
@@ -254,8 +386,11 @@ def compare(students: dict[str, str], refs: dict[str, str], boilerplate: str = "
 
 
 def collect(course: str, assignment: str, students: list[str] | None = None,
-            notebooks: list[str] | None = None) -> tuple[dict[str, str], str]:
-    """Each student's code for the assignment (all its notebooks, in order), and the release's code."""
+            notebooks: list[str] | None = None, notes: dict | None = None) -> tuple[dict[str, str], str]:
+    """Each student's code for the assignment (all its notebooks, in order), and the release's code.
+
+    Within the caps on what is read; ``notes`` gets, per student, what was left out or could not be read."""
+    notes = {} if notes is None else notes
     release_dir = os.path.join(course, "exercises", assignment)
     if notebooks is None:
         notebooks = sorted(os.path.basename(p)[:-6] for p in glob.glob(os.path.join(release_dir, "*.ipynb")))
@@ -274,17 +409,31 @@ def collect(course: str, assignment: str, students: list[str] | None = None,
         boilerplate.append(release_code(release)[0])
         for student in students:
             path = os.path.join(course, "submitted", student, assignment, f"{name}.ipynb")
+            said = notes.setdefault(student, [])
             try:  # regular files of a sane size only: a submission is untrusted
-                ok = os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) <= MAX_BYTES
-                code = student_code(path, release) if ok else ""
+                ok = os.path.isfile(path) and not os.path.islink(path)
+                if ok and os.path.getsize(path) > MAX_BYTES:
+                    said.append(f"{name}.ipynb was not read (larger than {MAX_BYTES // 1024**2} MiB)")
+                    ok = False
+                code = student_code(path, release, said) if ok else ""
             except (ValueError, OSError, UnicodeDecodeError):  # unreadable: the integrity report says so already
                 code = ""
+            except Exception as e:  # noqa: BLE001 - RecursionError, MemoryError: this student alone, said
+                said.append(f"{name}.ipynb could not be read ({type(e).__name__})")
+                code = ""
             codes[student] = (codes.get(student, "") + "\n\n" + code).strip("\n")
+    for student, code in codes.items():
+        if len(code) > MAX_CODE_CHARS:
+            notes[student].append(f"only the first {MAX_CODE_CHARS} characters of its code were compared")
+            codes[student] = code[:MAX_CODE_CHARS]
+    for student in [s for s, said in notes.items() if not said]:
+        del notes[student]
     if not boilerplate:
         raise ValueError(f"assignment: none of the notebooks {', '.join(notebooks)} is in {release_dir}")
     return codes, "\n\n".join(boilerplate)
 
 
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em; }
@@ -296,16 +445,23 @@ mark { background: #ffd54f; } h3 { margin: .2em 0; font-size: 1em; }
 
 
 def write_html(matches: list[Match], path: str, assignment: str, threshold: float, students: int,
-               noise: int = NOISE, max_rows: int = 500) -> str:
-    """One self-contained page: the flagged pairs side by side, then the scores (the highest ``max_rows``)."""
+               noise: int = NOISE, max_rows: int = 500, problems: dict | None = None) -> str:
+    """One self-contained page: the students not (wholly) compared and why, the flagged pairs side by side, then
+    the scores (the highest ``max_rows``). Every student string is escaped: the only tags are the page's own."""
     e = html.escape
     flagged = [m for m in matches if m.flagged]
-    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Similarity: {e(assignment)}</title>",
+    # students' code is escaped below; the policy is the second wall: this page runs no script and loads nothing
+    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
+           f"content=\"{PAGE_POLICY}\"><title>Similarity: {e(assignment)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>Similarity report: {e(assignment)}</h1>",
            f"<p>{students} submissions; {sum(m.kind == 'pair' for m in matches)} pairs compared. Flagged when the "
            f"larger share of code found in the other reaches <b>{threshold:.0%}</b> with at least {MIN_TOKENS} "
            f"matching characters (copydetect, names and strings abstracted, k={noise}). "
            f"<b>{len(flagged)}</b> flagged.</p>"]
+    if problems:
+        out.append("<h2>Not compared, or not wholly</h2><ul>")
+        out += [f"<li>{e(student)}: {e(why)}</li>" for student, whys in sorted(problems.items()) for why in whys]
+        out.append("</ul>")
     for m in flagged:
         what = "and" if m.kind == "pair" else "matches"
         out += [f"<section id='{e(m.a)}--{e(m.b)}'><h2>{e(m.a)} {what} {e(m.b)}: {m.score:.0%}</h2>",
@@ -325,7 +481,8 @@ def write_html(matches: list[Match], path: str, assignment: str, threshold: floa
     out.append("</table></body></html>")
     text = "\n".join(out)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    # errors: a folder name or a notebook's JSON may hold lone surrogates, which UTF-8 cannot encode
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(text)
     return text
 
@@ -343,14 +500,22 @@ def _threshold(value) -> float:
 
 
 def run(course: str, assignment: str, students: list[str] | None = None, notebooks: list[str] | None = None,
-        threshold: float | None = None, html_path: str | None = None) -> tuple[list[Match], str]:
-    """Compare the class, write the HTML page; returns the matches and the page's path."""
+        threshold: float | None = None, html_path: str | None = None,
+        problems: dict | None = None) -> tuple[list[Match], str]:
+    """Compare the class, write the HTML page; returns the matches and the page's path.
+
+    ``problems`` gets, per student, what was left out of the comparison or why the student was not compared at all
+    (the caps, a notebook that could not be read, code that could not be tokenised)."""
     course = os.path.abspath(course)
     threshold = _threshold(threshold)
-    codes, boilerplate = collect(course, assignment, students, notebooks)
-    matches = compare(codes, references(course), boilerplate, threshold)
+    problems = {} if problems is None else problems
+    codes, boilerplate = collect(course, assignment, students, notebooks, notes=problems)
+    failures: dict = {}
+    matches = compare(codes, references(course), boilerplate, threshold, failures=failures)
+    for student, why in failures.items():
+        problems.setdefault(student, []).append(f"not compared: {why}")
     html_path = html_path or os.path.join(course, "autograded", f"similarity-{assignment}.html")
-    write_html(matches, html_path, assignment, threshold, len(codes))
+    write_html(matches, html_path, assignment, threshold, len(codes), problems=problems)
     return matches, html_path
 
 
@@ -362,16 +527,18 @@ def scan(course: str, assignment: str, students: list[str], notebooks: list[str]
     finding of tampering, and the page beside the report shows why. Never raises: a failure is itself a line, and
     grading's report is still written.
     """
+    problems: dict = {}
     try:
         threshold = _threshold(None)
         matches, page = run(course, assignment, students, notebooks, threshold=threshold,
-                            html_path=os.path.join(report_dir, f"similarity-{assignment}.html"))
+                            html_path=os.path.join(report_dir, f"similarity-{assignment}.html"), problems=problems)
     except Exception as e:  # noqa: BLE001 - the grades and the rest of the report come first
-        return [f"similarity: the report failed: {type(e).__name__}: {e}"]
+        return [f"similarity: the report failed: {type(e).__name__}: {str(e)[:300]}"]
     flagged = [m for m in matches if m.flagged]
     pairs = sum(m.kind == "pair" for m in matches)
     lines = [f"similarity: {pairs} pairs of students compared, and each student with lnkit's and the book's code; "
              f"{len(flagged)} above {threshold:.0%} (copydetect; {os.path.basename(page)} shows them side by side)"]
+    lines += [f"similarity: {student}: {why}" for student, whys in sorted(problems.items()) for why in whys[:3]]
     for m in flagged[:limit]:
         if m.kind == "pair":
             lines.append(f"similar: {m.a} and {m.b}: {m.share_a:.0%} of {m.a}'s code is in {m.b}'s, "
@@ -394,17 +561,24 @@ def main(argv: list[str] | None = None) -> int:
                         f"or ${ENV_THRESHOLD})")
     p.add_argument("--html", help="where to write the page (default: COURSE/autograded/similarity-ASSIGNMENT.html)")
     args = p.parse_args(argv)
+    from .integrity import one_line  # student ids are folder names: no newline or terminal escape is printed
+
+    problems: dict = {}
     try:
         threshold = _threshold(args.threshold)
-        matches, page = run(args.course, args.assignment, threshold=threshold, html_path=args.html)
+        matches, page = run(args.course, args.assignment, threshold=threshold, html_path=args.html,
+                            problems=problems)
     except ValueError as e:
         p.error(str(e))
     flagged = [m for m in matches if m.flagged]
     pairs = [m for m in matches if m.kind == "pair"]
     print(f"{len(pairs)} pairs compared; {len(flagged)} flagged at {threshold:.0%}")
     for m in flagged:
-        print(f"  {m.a} ~ {m.b}: {m.share_a:.0%}" + (f" / {m.share_b:.0%}" if m.kind == "pair" else "")
-              + f" ({m.tokens} characters)")
+        print(f"  {one_line(m.a, 120)} ~ {one_line(m.b, 120)}: {m.share_a:.0%}"
+              + (f" / {m.share_b:.0%}" if m.kind == "pair" else "") + f" ({m.tokens} characters)")
+    for student, whys in sorted(problems.items()):
+        for why in whys:
+            print(f"  {one_line(student, 120)}: {one_line(why, 300)}")
     print(f"page: {page}")
     return 0
 

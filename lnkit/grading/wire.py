@@ -22,6 +22,20 @@ import numpy as np
 
 MAX_FRAME = 512 * 1024 * 1024
 
+# How much of a student's text (an exception's class name or message, a type's name) a verdict may quote: the checker
+# cuts what the student server sends to these lengths, and the server cuts too (it is the student's process, so only
+# the checker's cut counts). A verdict as a whole is cut at VERDICT_CHARS.
+NAME_CHARS = 200
+MESSAGE_CHARS = 2000
+VERDICT_CHARS = 20_000
+CUT_MARK = " ... (cut)"
+
+
+def cut(text, limit: int) -> str:
+    """``text`` as a str of at most ``limit`` characters, plus a mark saying it was cut when it was longer."""
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= limit else text[:limit] + CUT_MARK
+
 
 class WireError(Exception):
     """The other side sent something that is not a well-formed frame (or nothing: end of file)."""
@@ -45,7 +59,7 @@ class Opaque:
 
 def _type_name(v) -> str:
     t = type(v)
-    return t.__name__ if t.__module__ in ("builtins", None) else f"{t.__module__}.{t.__qualname__}"
+    return cut(t.__name__ if t.__module__ in ("builtins", None) else f"{t.__module__}.{t.__qualname__}", NAME_CHARS)
 
 
 def encode_value(v, blobs: list, depth: int = 0, special=None):
@@ -112,7 +126,7 @@ def decode_value(tree, blobs: list, rebuild: dict | None = None):
             raise WireError(f"this side rebuilds no {tree['rebuild']!r:.40}")
         return rebuild[tree["rebuild"]](decode_value(tree["state"], blobs))
     if "opaque" in tree:
-        return Opaque(str(tree["opaque"]), str(tree.get("why", "")))
+        return Opaque(cut(tree["opaque"], NAME_CHARS), cut(tree.get("why", ""), NAME_CHARS))
     raise WireError(f"malformed value {tree!r:.80}")
 
 
