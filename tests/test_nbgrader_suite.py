@@ -267,14 +267,19 @@ def test_ordinary_test_cells_score_as_in_the_kernel():
 
 
 def test_execute_timeout_limits_a_test_cell_by_the_time_its_code_took():
-    """c.Execute.timeout fails a test cell whose student code used more CPU seconds (counted from outside the sandbox),
-    as nbgrader's kernel timeout does; a failure found by the check keeps its own message; no limit, no failure."""
+    """c.Execute.timeout fails a test cell whose student code used more CPU seconds, or took longer not counting waits
+    for a CPU (a sleep counts, as in nbgrader's kernel), both measured from outside the sandbox; a failure found by
+    the check keeps its own message; no limit, no failure."""
     cells = ["import time\ndef slow():\n    end = time.process_time() + 2.5\n    while time.process_time() < end:\n"
-             "        pass\n    return True\ndef quick():\n    return True\n"]
-    tests = {"slow": "assert slow()", "quick": "assert quick()", "wrong": "assert not slow()"}
+             "        pass\n    return True\ndef quick():\n    return True\n"
+             "def sleepy():\n    time.sleep(2.5)\n    return True\n"]
+    tests = {"slow": "assert slow()", "quick": "assert quick()", "wrong": "assert not slow()",
+             "sleepy": "assert sleepy()"}
     limited = _grade(cells, tests, cell_seconds=1.5)
     assert not limited["slow"]["passed"] and limited["slow"]["ename"] == "TimeoutError"
     assert "more than the time limit of 1.5 s per cell (c.Execute.timeout)" in limited["slow"]["evalue"]
+    assert "CPU seconds" in limited["slow"]["evalue"]
+    assert not limited["sleepy"]["passed"] and "not counting waits for a CPU" in limited["sleepy"]["evalue"]
     assert limited["quick"]["passed"]
     assert limited["wrong"]["ename"] == "AssertionError"
     assert all(v["passed"] for k, v in _grade(cells, tests).items() if k != "wrong")

@@ -68,7 +68,8 @@ def test_a_slow_answer_that_reports_no_time_fails_the_cell_limit():
     forged = grade([SLOW_LN.format(calls=3), FORGE_REPLIES], TEST_LN, cell_seconds=1)
     for verdict in (honest, forged):
         assert not verdict["passed"] and verdict["ename"] == "TimeoutError", verdict
-        assert "CPU seconds, more than the time limit of 1 s per cell (c.Execute.timeout)" in verdict["evalue"]
+        # computing 1.5 CPU seconds takes at least 1.5 s of the calls' own time: either measure may be the larger
+        assert "more than the time limit of 1 s per cell (c.Execute.timeout)" in verdict["evalue"], verdict
     assert grade([CORRECT["layer_norm"], FORGE_REPLIES], TEST_LN, cell_seconds=1)["passed"]
 
 

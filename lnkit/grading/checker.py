@@ -194,7 +194,7 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
             bind_student_names([source], server, namespace)
     out = io.StringIO()
     verdict = {"passed": True, "stdout": "", "ename": "", "evalue": ""}
-    start, cpu_before = time.perf_counter(), server.cpu_used
+    start, cpu_before, active_before = time.perf_counter(), server.cpu_used, server.active_used
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         try:
             exec(compile(source, "<test cell>", "exec"), namespace,  # noqa: S102 - the instructor's test cell
@@ -204,15 +204,18 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
                            evalue=problem.describe(getattr(problem, "function", "the function")))
         except BaseException as e:  # noqa: BLE001 - a failing check is an AssertionError; anything else fails too
             verdict.update(passed=False, ename=type(e).__name__, evalue=str(e))
-    took = server.cpu_used - cpu_before
+    cpu, active = server.cpu_used - cpu_before, server.active_used - active_before
     limit = server.limits.cell_seconds
-    if verdict["passed"] and limit is not None and took > limit:
-        # nbgrader's Execute.timeout, per cell as in the kernel, but in the CPU seconds the student's processes used,
-        # counted from outside their sandbox (never what the student's process says): a busy machine never fails a
-        # cell. A failure already found keeps its own message.
+    if verdict["passed"] and limit is not None and max(cpu, active) > limit:
+        # nbgrader's Execute.timeout, per cell as in the kernel, counted from outside the sandbox (never what the
+        # student's process says): the CPU seconds the student's processes used, or the calls' time less what they
+        # waited for a CPU (a sleep counts, as in nbgrader; a busy machine does not). A failure already found keeps
+        # its own message.
+        how = (f"used {cpu:.1f} CPU seconds" if cpu >= active else
+               f"took {active:.1f} s (computing, sleeping or waiting, not counting waits for a CPU)")
         verdict.update(passed=False, ename="TimeoutError",
-                       evalue=f"the student code this test cell ran used {took:.1f} CPU seconds, more than the time "
-                              f"limit of {limit:g} s per cell (c.Execute.timeout)")
+                       evalue=f"the student code this test cell ran {how}, more than the time limit of {limit:g} s "
+                              f"per cell (c.Execute.timeout)")
     # the student's text reaches a verdict through messages, names and printed data: bounded here, outside the sandbox
     cut = wire.cut
     verdict.update(stdout=cut(out.getvalue(), wire.VERDICT_CHARS), ename=cut(verdict["ename"], wire.NAME_CHARS),

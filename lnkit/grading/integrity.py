@@ -255,7 +255,7 @@ def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]
             kinds = sorted({str(d.get("kind", "?"))[:60] for d in dropped if isinstance(d, dict)})
             flags.append(Flag(student, name, "content", f"{len(dropped)} output(s) of kinds that could run script in "
                                                         f"a page were removed before anyone opened them: "
-                                                        f"{', '.join(kinds[:5])}{' ...' if len(kinds) > 5 else ''}"))
+                                                        f"{', '.join(kinds[:10])}{' ...' if len(kinds) > 10 else ''}"))
         if record.get("not_executed"):
             flags.append(Flag(student, name, "grading", "graded with --no-execute: the test cells were scored from "
                                                         "the outputs saved in the submission, not verified"))

@@ -235,6 +235,9 @@ class StudentServer:
         self.load_errors: list[dict] = []
         self.events: list[dict] = []  # what happened, for the integrity report
         self.cpu_used = 0.0  # CPU seconds of the student's processes during and between calls (not at start-up)
+        # the calls' wall-clock seconds less the time their processes waited for a CPU: what computing, sleeping or
+        # blocking took, whatever else the machine was doing (nbgrader's timeout counts a sleep; so does this)
+        self.active_used = 0.0
         self._cpu_seen = 0.0  # the process tree's count at the last look (see _look_at_cpu)
         self.support_sent = False
         self._stand_in_server: StudentServer | None = None
@@ -303,6 +306,17 @@ class StudentServer:
             self.cpu_used += grew
         return grew
 
+    def _look_at_active(self, started: float, waited: float, charge: bool) -> None:
+        """Add to active_used the wall-clock seconds since ``started`` less the growth of the sandbox's run delay
+        since ``waited`` (both read from outside the sandbox)."""
+        if not charge:
+            return
+        elapsed = time.monotonic() - started
+        delay = 0.0
+        if self.proc is not None:
+            delay = max(0.0, sandbox.run_delay_seconds(self.proc.pid) - waited)
+        self.active_used += max(0.0, elapsed - delay)
+
     def _wait_reply(self, cpu_limit: float, starting: bool) -> None:
         """Wait until a reply starts to arrive, while the CPU time the sandbox's processes used since the previous
         exchange stays under cpu_limit (and the wall-clock backstop is not reached). A server that uses up its CPU time
@@ -321,11 +335,15 @@ class StudentServer:
     def _exchange(self, header: dict, blobs: list, seconds: float, starting: bool) -> tuple[dict, list]:
         # each look counts what the student's processes used since the previous one, so what they used between two
         # exchanges (a thread left running) counts against the next call too
+        started, waited = time.monotonic(), sandbox.run_delay_seconds(self.proc.pid)
         try:
             wire.write_frame(self._w, header, blobs)
         except OSError:
             pass  # it died; reading says how
-        self._wait_reply(seconds, starting)
+        try:
+            self._wait_reply(seconds, starting)
+        finally:
+            self._look_at_active(started, waited, charge=not starting)
         try:
             reply = wire.read_frame(self._r)
             self._look_at_cpu(charge=not starting)
@@ -440,11 +458,12 @@ class StudentServer:
         stand_in = _checked_stand_in(stand_in)
         if stand_in and not self.stand_ins:
             other = self._with_stand_ins(tuple(stand_in))
-            before = other.cpu_used
+            before, active_before = other.cpu_used, other.active_used
             try:
                 return other.call(name, args, kwargs, stand_in)
             finally:
                 self.cpu_used += other.cpu_used - before
+                self.active_used += other.active_used - active_before
         self.ensure_started()
         blobs: list = []
         specials: list = []

@@ -601,6 +601,28 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Seconds the threads of pid and of every process under it have spent runnable but waiting for a CPU (the
+    kernel's schedstat, read from outside): what a busy machine adds to a call's wall-clock time. A sandbox's
+    supervisor's own threads are not counted."""
+    total = 0
+    supervised = _is_supervisor(pid)
+    for p in [pid, *descendants(pid)]:
+        if supervised and p == pid:
+            continue
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/schedstat", "rb") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
 def _opened_up(dir_fd: int, name: str) -> int | None:
     """The folder name under dir_fd, made u+rwx and opened for reading, never following a link (None if it is not
     a folder, or is gone)."""
