@@ -172,3 +172,14 @@ def test_limits_reject_bad_values():
     with pytest.raises(TypeError, match="cells"):
         StudentServer("def f(): pass")
 
+
+
+def test_where_no_sandbox_can_be_made_the_refusal_names_the_setting_that_exists(monkeypatch):
+    from lnkit.grading import remote, sandbox
+    from lnkit.grading.kernel import GradingSandbox
+
+    monkeypatch.setattr(sandbox, "unavailable", lambda: "bwrap is not installed")
+    with pytest.raises(remote.SandboxRefused, match=r"c\.GradingSandbox\.allow_unsandboxed = True") as refused:
+        remote.StudentServer(["x = 1"])
+    assert "allow_unsandboxed" in GradingSandbox.class_trait_names()  # the setting the message names is real
+    assert "bwrap is not installed" in str(refused.value)

@@ -245,7 +245,7 @@ class StudentServer:
         if reason and not self.limits.allow_unsandboxed:
             raise SandboxRefused(f"student code was not run: no sandbox can be made here ({reason}). To grade "
                                  f"anyway in a setting where every student is trusted, set "
-                                 f"c.CheckOutsideKernel.allow_unsandboxed = True.")
+                                 f"c.GradingSandbox.allow_unsandboxed = True.")
         self.box = None if reason else sandbox.Sandbox(
             key=self.limits.key, packages=self.limits.packages,
             limits=sandbox.Limits(memory_bytes=self.limits.memory_bytes, cpu_seconds=int(self.limits.cpu_seconds)),
