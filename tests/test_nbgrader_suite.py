@@ -278,7 +278,6 @@ def test_execute_timeout_limits_a_test_cell_by_the_time_its_code_took():
     limited = _grade(cells, tests, cell_seconds=1.5)
     assert not limited["slow"]["passed"] and limited["slow"]["ename"] == "TimeoutError"
     assert "more than the time limit of 1.5 s per cell (c.Execute.timeout)" in limited["slow"]["evalue"]
-    assert "CPU seconds" in limited["slow"]["evalue"]
     assert not limited["sleepy"]["passed"] and "not counting waits for a CPU" in limited["sleepy"]["evalue"]
     assert limited["quick"]["passed"]
     assert limited["wrong"]["ename"] == "AssertionError"
