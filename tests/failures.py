@@ -357,7 +357,6 @@ except OSError:
                                                                        "'test_layer_norm' was missing"],
              edit="delete-solution-and-test", may_flag=["was deleted"]),
         Case("empty-notebook", 10, 0, ["not written yet"], ["was missing"], edit="empty", may_flag=["was deleted"]),
-        # issue 18, class 1: student content in the instructor's pages (insert this class's cases above this line)
         # correct, but in the grading server (not in the kernel) it computes for 9 CPU seconds over its first 9 calls,
         # each under the 2 s call limit, and patches the server so that every reply says the call took no time: the
         # cell's 8 s limit is counted from outside the sandbox
@@ -386,7 +385,7 @@ if _server is not None:
     _server.Server.call = _no_time
     _server._run_delay = lambda: 0.0
 '''),
-        # issue 18, class 2: what the student's process reports about itself (insert above this line)
+        # ^ issue 18, class 2: what the student's process reports about itself
         # answers from a table of hidden cases recorded in another grading: a classmate's ("perfect"), or this
         # student's own earlier submission (the same notebook with a recorder). Each submission has its own hidden
         # cases, so the table answers the visible and the public hidden cases only
@@ -401,7 +400,7 @@ if _server is not None:
         # an exception class named by 24 million characters (a 23 MB feedback page before): cut at 200, and said
         Case("huge-exception-type", 18, 4, ["layer_norm raised " + "A" * 200 + " ... (cut)"], [],
              not_in_feedback=["A" * 201], layer_norm=_ln("raise type('A' * 24_000_000, (Exception,), {})('why')")),
-        # issue 18, class 3: hidden cases per student and submission, capped text (insert above this line)
+        # ^ issue 18, class 3: hidden cases per student and submission, capped text
         Case("sleeps-in-every-cell", 18, 10, ["check_layer_norm: 15 cases passed", "budget of 60 s"],
              ["budget of 60 s"], extra_cells=[(999, "import time\ntime.sleep(5)")] * 20),
         Case("fills-a-subfolder-of-the-sockets-folder", 18, 10, ["check_layer_norm: 15 cases passed"],
@@ -431,7 +430,7 @@ try:  # in the kernel: a folder nobody may enter, left behind in the host's /tmp
 except (ImportError, OSError):
     pass
 '''),
-        # issue 18, class 4: limits per student, the notebook's budget, the sockets folder (insert above this line)
+        # ^ issue 18, class 4: limits per student, the notebook's budget, the sockets folder
         # its exception message draws a section flagging "perfect" in the Markdown report, and a formula in the CSV:
         # escaped, on its own line and in its own field; "perfect" stays unflagged (test_honest_students_...)
         Case("report-injection", 18, 4, ["raised systemexit"], ["raised systemexit"],
@@ -440,7 +439,7 @@ except (ImportError, OSError):
         # a timestamp.txt in the submitted folder, as a stock nbgrader collect leaves the student's own: flagged
         Case("timestamp-claimed", 18, 10, ["check_layer_norm: 15 cases passed"],
              ["the submission time is the student's own timestamp.txt"], edit="timestamp-claimed"),
-        # issue 18, classes 5 and 6: reports, the worker protocol, submission times (insert above this line)
+        # ^ issue 18, classes 5 and 6: reports, the worker protocol, submission times
     ]
 
 
