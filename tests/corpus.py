@@ -712,3 +712,13 @@ WRONG += [
 SOLUTION_EXPRESSIONS["fold_into_linear"] = ("gamma[:,None]*W", "W*gamma[:,None]", "beta@W+b", "b+beta@W",
                                             "diag(gamma)@W")
 SOLUTION_EXPRESSIONS["fused_add_layer_norm"] = ("h=residual+x", "h=x+residual", "ln(residual+x)")
+
+
+def student(function: str, source: str | None = None):
+    """A student's function as their notebook defines it: the correct answers first (layer_norm_via_rms calls the
+    student's rms_norm), then ``source`` (the correct answer when None)."""
+    namespace: dict = {}
+    for correct in CORRECT.values():
+        exec(correct, namespace)  # noqa: S102 - the corpus is ours
+    exec(source or CORRECT[function], namespace)  # noqa: S102
+    return namespace[function]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corpus import CHECKS, CORRECT, WRONG, write_submission
+from corpus import CHECKS, CORRECT, WRONG, student, write_submission
 from lnkit import checks
 from lnkit.checks import _engine
 from lnkit.grading import wire
@@ -42,14 +42,6 @@ KEY = hidden_cases_key(SECRET, "someone", ASSIGNMENT, ASSIGNMENT, "0" * 64)
 def _public_seed_afterwards():
     yield
     checks.set_hidden_secret(None)
-
-
-def student(function: str, source: str | None = None):
-    namespace: dict = {}
-    for correct in CORRECT.values():  # layer_norm_via_rms calls the student's rms_norm
-        exec(correct, namespace)  # noqa: S102 - the corpus is ours
-    exec(source or CORRECT[function], namespace)  # noqa: S102
-    return namespace[function]
 
 
 def hidden_inputs(key: bytes) -> list[bytes]:

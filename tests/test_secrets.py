@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from corpus import CHECKS, CORRECT, WRONG
+from corpus import CHECKS, WRONG, student
 from lnkit import checks
 from lnkit.grading.intake import hidden_cases_key
 
@@ -25,14 +25,6 @@ SECRETS = [bytes([i]) * 4 + os.urandom(28) for i in range(40)]
 # the keys grading derives: one course's secret, 40 students, each with a submission of their own
 STUDENT_KEYS = [hidden_cases_key(SECRETS[0], f"student-{i}", "01-layernorm", "01-layernorm", os.urandom(32).hex())
                 for i in range(40)]
-
-
-def student(function: str, source: str | None = None):
-    namespace: dict = {}
-    for correct in CORRECT.values():  # layer_norm_via_rms calls the student's rms_norm
-        exec(correct, namespace)  # noqa: S102 - the corpus is ours
-    exec(source or CORRECT[function], namespace)  # noqa: S102
-    return namespace[function]
 
 
 @pytest.fixture(autouse=True)
