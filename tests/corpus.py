@@ -631,7 +631,7 @@ SOLUTION_EXPRESSIONS = {
 }
 
 
-# --- chapter 10, "LayerNorm in the wild": fold_into_linear and fused_add_layer_norm --------------------------------
+# --- chapter 10, "LayerNorm in the wild": fold_into_linear and add_layer_norm_traffic ------------------------------
 
 CORRECT["fold_into_linear"] = '''
 import numpy as np
@@ -641,19 +641,19 @@ def fold_into_linear(gamma, beta, W, b):
     b2 = beta @ W + b  # beta is added after the gain: it reaches the outputs through W
     return W2.astype(W.dtype), b2.astype(W.dtype)
 '''
-CORRECT["fused_add_layer_norm"] = '''
-import numpy as np
-
-def fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5):
-    h = residual + x
-    work = h.astype(np.float32) if h.dtype == np.float16 else h
-    mean = work.mean(axis=-1, keepdims=True)
-    var = ((work - mean) ** 2).mean(axis=-1, keepdims=True)
-    y = (work - mean) / np.sqrt(var + eps) * gamma + beta
-    return y.astype(x.dtype), h
+CORRECT["add_layer_norm_traffic"] = '''
+def add_layer_norm_traffic(rows, features, itemsize, fused, write_allocate):
+    n = rows * features  # one full-size array: x, r, h or y
+    reads = 2 * n + 2 * features  # x and r; gamma and beta, once, in the pass that normalizes
+    writes = 2 * n  # h (the stream goes on) and y
+    if not fused:
+        reads += n  # the LayerNorm pass reads h back from memory
+    if write_allocate:
+        reads += writes  # each array written is first read in
+    return (reads + writes) * itemsize
 '''
 CHECKS["fold_into_linear"] = ("check_fold_into_linear", "10-in-the-wild")
-CHECKS["fused_add_layer_norm"] = ("check_fused_add_layer_norm", "10-in-the-wild")
+CHECKS["add_layer_norm_traffic"] = ("check_add_layer_norm_traffic", "10-in-the-wild")
 
 
 def _fold(body: str) -> str:
@@ -665,16 +665,18 @@ def fold_into_linear(gamma, beta, W, b):
 '''
 
 
-def _fused(body: str) -> str:
+def _traffic(reread_unfused="n", reread_fused="0", writes="2 * n", params="2 * features", allocate="writes",
+             unit="itemsize") -> str:
+    """An add_layer_norm_traffic with one rule changed from the correct one."""
     return f'''
-import numpy as np
-
-def fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5):
-    def ln(z):
-        w = z.astype(np.float32) if z.dtype == np.float16 else z
-        m = w.mean(axis=-1, keepdims=True)
-        return ((w - m) / np.sqrt(((w - m) ** 2).mean(axis=-1, keepdims=True) + eps) * gamma + beta).astype(z.dtype)
-{body}
+def add_layer_norm_traffic(rows, features, itemsize, fused, write_allocate):
+    n = rows * features
+    reads = 2 * n + {params}
+    writes = {writes}
+    reads += {reread_fused} if fused else {reread_unfused}
+    if write_allocate:
+        reads += {allocate}
+    return (reads + writes) * {unit}
 '''
 
 
@@ -691,27 +693,29 @@ WRONG += [
         "    return gamma[:, None] * W, b.copy()"), ("beta is left out",)),
     Wrong("fold-w-in-place", "fold_into_linear", _fold(
         "    b2 = beta @ W + b\n    W *= gamma[:, None]\n    return W, b2"), ("modified its input `W` in place",)),
-    Wrong("fused-normalizes-x", "fused_add_layer_norm", _fused(
-        "    return ln(x), residual + x"), ("LayerNorm of x alone", "normalize the sum")),
-    Wrong("fused-old-stream", "fused_add_layer_norm", _fused(
-        "    return ln(residual + x), residual"), ("residual stream as it came in",)),
-    Wrong("fused-normalized-stream", "fused_add_layer_norm", _fused(
-        "    y = ln(residual + x)\n    return y, y"), ("h is the normalized stream",)),
-    Wrong("fused-pre-ln-block", "fused_add_layer_norm", _fused(
-        "    return residual + ln(x), residual + x"), ("residual + LayerNorm(x)",)),
-    Wrong("fused-swapped", "fused_add_layer_norm", _fused(
-        "    return residual + x, ln(residual + x)"), ("wrong order",)),
-    Wrong("fused-adds-in-place", "fused_add_layer_norm", _fused(
-        "    residual += x\n    return ln(residual), residual"), ("modified its input `residual` in place",)),
-    Wrong("fused-no-beta", "fused_add_layer_norm", _fused(
-        "    h = residual + x\n    return ln(h) - beta, h"), ("beta is ignored",)),
-    Wrong("fused-default-eps", "fused_add_layer_norm", _fused(
-        "    eps = 1e-5\n    return ln(residual + x), residual + x"), ("eps argument is ignored",)),
+    Wrong("traffic-fused-skips-h", "add_layer_norm_traffic", _traffic(writes="2 * n if not fused else n"),
+          ("does not write h", "residual stream")),
+    Wrong("traffic-fused-rereads-h", "add_layer_norm_traffic", _traffic(reread_fused="n"),
+          ("still reads h back",)),
+    Wrong("traffic-unfused-no-reread", "add_layer_norm_traffic", _traffic(reread_unfused="0"), ("does not read h back",)),
+    Wrong("traffic-no-write-allocate", "add_layer_norm_traffic", _traffic(allocate="0"), ("leaves that out",)),
+    Wrong("traffic-write-allocate-on-reads", "add_layer_norm_traffic", _traffic(allocate="reads"),
+          ("not for each array read",)),
+    Wrong("traffic-no-gamma-beta", "add_layer_norm_traffic", _traffic(params="0"), ("gamma and beta are left out",)),
+    Wrong("traffic-gamma-beta-per-row", "add_layer_norm_traffic", _traffic(params="2 * n"),
+          ("one value per feature",)),
+    Wrong("traffic-write-allocate-always", "add_layer_norm_traffic",
+          _traffic(allocate="writes").replace("    if write_allocate:\n", "    if True:\n"), ("even when write_allocate is False",)),
+    Wrong("traffic-gamma-beta-in-both-passes", "add_layer_norm_traffic",
+          _traffic(params="2 * features * (1 if fused else 2)"), ("in both passes",)),
+    Wrong("traffic-values-not-bytes", "add_layer_norm_traffic", _traffic(unit="1"), ("multiply by itemsize",)),
+    Wrong("traffic-float", "add_layer_norm_traffic", _traffic(unit="float(itemsize)"), ("not an int",)),
 ]
 
 SOLUTION_EXPRESSIONS["fold_into_linear"] = ("gamma[:,None]*W", "W*gamma[:,None]", "beta@W+b", "b+beta@W",
                                             "diag(gamma)@W")
-SOLUTION_EXPRESSIONS["fused_add_layer_norm"] = ("h=residual+x", "h=x+residual", "ln(residual+x)")
+SOLUTION_EXPRESSIONS["add_layer_norm_traffic"] = ("6*n", "7*n", "6*rows*features", "7*rows*features",
+                                                  "2*n+2*features", "+2*features")
 
 
 def student(function: str, source: str | None = None):

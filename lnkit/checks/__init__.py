@@ -30,7 +30,7 @@ from .ch05_rmsnorm import check_layer_norm_via_rms, check_rms_norm
 from .ch06_pre_post_ln import check_post_ln, check_pre_ln
 from .ch07_backward import check_layer_norm_backward
 from .ch08_speed import check_running_stats
-from .ch10_in_the_wild import check_fold_into_linear, check_fused_add_layer_norm
+from .ch10_in_the_wild import check_add_layer_norm_traffic, check_fold_into_linear
 
 __all__ = [
     "check_layer_norm_stats",
@@ -48,5 +48,5 @@ __all__ = [
     "check_layer_norm_backward",
     "check_running_stats",
     "check_fold_into_linear",
-    "check_fused_add_layer_norm",
+    "check_add_layer_norm_traffic",
 ]

@@ -1,4 +1,4 @@
-"""Chapter 10's checks: ``check_fold_into_linear``, ``check_fused_add_layer_norm``."""
+"""Chapter 10's checks: ``check_fold_into_linear``, ``check_add_layer_norm_traffic``."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ from typing import Callable
 import numpy as np
 
 from ._engine import (
-    _spread_cond,
     _rng,
     _Case,
     _Spec,
-    _array_cases,
     _in_dtype,
-    _ln64,
-    _rows,
     _run,
     _tol,
 )
-from .ch01_layernorm import _CANCEL, _F16, _UNBIASED, _params_as_mistaken
 
 
 # --- fold_into_linear(gamma, beta, W, b) -> (W2, b2) ----------------------------------------------------------------
@@ -136,95 +131,99 @@ def check_fold_into_linear(fold_into_linear: Callable, hidden: bool = False, out
     _run(spec, fold_into_linear, _fold_cases(hidden), hidden=hidden)
 
 
-# --- fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5) -> (y, h) ---------------------------------------------
+# --- add_layer_norm_traffic(rows, features, itemsize, fused, write_allocate) -> bytes -------------------------------
+
+_FUSED = 'chapter 10, "Fused residual add and LayerNorm"'
 
 
-def _fused_cases(hidden: bool) -> list[_Case]:
-    rng = _rng(hidden, 13)
+def _traffic_cases(hidden: bool) -> list[_Case]:
+    if not hidden:
+        shapes = [  # (rows, features, itemsize, desc)
+            (1, 1, 4, "one row of one float32 feature"),
+            (3, 5, 8, "3 rows of 5 float64 features"),
+            (2, 768, 2, "2 tokens of GPT-2 small in float16"),
+            (4, 16, 1, "4 rows of 16 one-byte values (int8 or float8)"),
+            (0, 64, 4, "no rows (an empty batch)"),
+            (1024, 768, 4, "one 1024-token sequence of GPT-2 small, float32"),
+            (16384, 768, 4, "the chapter's 16384 x 768 float32 tensor"),
+        ]
+    else:
+        rng = _rng(True, 15)
+        shapes = [(int(rng.integers(0, 5000)), int(rng.integers(1, 4097)), int(rng.choice([1, 2, 4, 8])), "random")
+                  for _ in range(6)]
     cases = []
-    for c in _array_cases(rng, hidden, params=True, eps_arg=True):
-        x, gamma, beta, eps = c.args
-        if c.tags & {"tiny", "eps"}:  # a constant residual keeps the small spread these cases are about
-            residual = np.full(x.shape, 0.25, dtype=x.dtype)
-        else:
-            residual = _rows(rng, x.shape, x.dtype, 0.0, 1.0)
-            if "constant" in c.tags and x.ndim >= 2 and x.shape[-2] > 1:
-                # a constant row of the sum, 1.5 + 1.0: values whose sums and means are exact in every float dtype,
-                # so that a correct answer's variance there is exactly 0 (and its output exactly beta)
-                x = x.copy()
-                x[..., 1, :] = 1.5
-                residual[..., 1, :] = 1.0
-        h_tol = _tol(x.dtype, 2.0)
-        y_tol = c.tol[0]
-        if hidden:  # the sum h is what is normalized: its rows' spread says how many digits y keeps
-            t = _tol(x.dtype, _spread_cond(x.astype(np.float64) + residual.astype(np.float64), -1))
-            y_tol = (max(y_tol[0], t), max(y_tol[1], t))
-        cases.append(_Case((x, residual, gamma, beta, eps), c.desc, c.tags, [y_tol, (h_tol, h_tol)]))
+    for rows, feats, item, desc in shapes:
+        for fused in (False, True):
+            for wa in (False, True):
+                how = f"{'fused' if fused else 'unfused'}, {'with' if wa else 'without'} write-allocate"
+                cases.append(_Case((rows, feats, item, fused, wa), f"{desc}; {how}", frozenset(
+                    {"fused" if fused else "unfused"} | ({"write-allocate"} if wa else set()))))
+    for i, c in enumerate(sorted(cases, key=lambda c: (c.args[0] * c.args[1] * c.args[2], c.args[3], c.args[4]))):
+        c.order = i
     return cases
 
 
-def _sum64(case):
-    x, residual = case.args[0], case.args[1]
-    return np.asarray(x, dtype=np.float64) + np.asarray(residual, dtype=np.float64)
+def _traffic(h_written=True, h_reread="unfused", wa_on="writes", params="per pass", itemsize=True):
+    """Bytes moved by the residual add and the LayerNorm after it, with switchable mistakes.
 
-
-def _fused(y_of="h", h_is="sum", swap=False, **ln):
-    """(y, h) with switchable mistakes; y from the float64 sum, both in x's dtype."""
+    Full-size arrays (rows x features): x and r read, h written, y written; the unfused version reads h back.
+    gamma and beta (features values each) are read once by the pass that needs them. With write-allocate every array
+    written is first read in."""
 
     def f(case):
-        x, residual, gamma, beta, eps = case.args
-        out = _in_dtype(np.asarray(x))
-        h = _sum64(case)
-        opts = dict(ln)
-        params = _params_as_mistaken(opts, gamma, beta, eps)
-        if params is None:
-            return None
-        g, b, eps = params
-        if opts.get("axis") == (0,) and h.ndim < 2:
-            return None
-        x64, residual64 = np.asarray(x, dtype=np.float64), np.asarray(residual, dtype=np.float64)
-        if y_of == "pre-LN block":
-            y = residual64 + _ln64(x64, g, b, eps, **opts)
-        else:
-            y = _ln64({"h": h, "x": x64, "residual": residual64}[y_of], g, b, eps, **opts)
-        h_out = {"sum": h, "residual": residual64, "y": y}[h_is]
-        y, h_out = y.astype(out), h_out.astype(out)
-        return (h_out, y) if swap else (y, h_out)
+        rows, feats, item, fused, wa = case.args
+        n = rows * feats
+        reads = 2 * n + (n if (not fused if h_reread == "unfused" else h_reread == "always") else 0)
+        writes = (2 * n if h_written or not fused else n)
+        small = {"per pass": 2 * feats, "forgotten": 0, "per row": 2 * n,
+                 "both passes": 2 * feats * (1 if fused else 2)}[params]
+        allocate = {"writes": writes, "reads": reads + small, "everything": reads + small + writes,
+                    "always": writes, "never": 0}[wa_on]
+        if wa_on == "always" or wa:
+            reads += allocate
+        return ((reads + writes + small) * (item if itemsize else 1),)
 
     return f
 
 
-def check_fused_add_layer_norm(fused_add_layer_norm: Callable, hidden: bool = False) -> None:
-    """Check ``fused_add_layer_norm(x, residual, gamma, beta, eps=1e-5) -> (y, h)``: the new residual stream
-    ``h = residual + x`` and ``y``, its LayerNorm over the last axis."""
+def check_add_layer_norm_traffic(add_layer_norm_traffic: Callable, hidden: bool = False) -> None:
+    """Check ``add_layer_norm_traffic(rows, features, itemsize, fused, write_allocate) -> bytes``: the bytes that the
+    residual addition ``h = x + r`` and the LayerNorm ``y = LN(h)`` move to and from main memory, unfused (two
+    passes) or fused (one)."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     spec = _Spec(
-        check="check_fused_add_layer_norm",
-        fname="fused_add_layer_norm",
-        argnames=("x", "residual", "gamma", "beta", "eps"),
-        outnames=("y", "h"),
-        expected=_fused(),
+        check="check_add_layer_norm_traffic",
+        fname="add_layer_norm_traffic",
+        argnames=("rows", "features", "itemsize", "fused", "write_allocate"),
+        outnames=("bytes",),
+        expected=_traffic(),
         variants=[
-            ("y is the LayerNorm of x alone, the sublayer's output. The next LayerNorm reads the residual stream "
-             "after x has been added to it: normalize the sum.", _fused(y_of="x")),
-            ("y is the LayerNorm of the residual stream as it came in, before x was added: normalize the sum.",
-             _fused(y_of="residual")),
-            ("y is residual + LayerNorm(x), a pre-LN block's wiring turned around. Here the addition comes first "
-             "and the LayerNorm is taken of its result.", _fused(y_of="pre-LN block")),
-            ("h is the residual stream as it came in: return the stream after x has been added, which the next "
-             "block adds to.", _fused(h_is="residual")),
-            ("h is the normalized stream: the residual stream itself is never normalized in a pre-LN model; only "
-             "the copy given to the next sublayer (y) is.", _fused(h_is="y")),
-            ("the two outputs come back in the wrong order: return `(y, h)`, the normalized stream first.",
-             _fused(swap=True)),
-            (_UNBIASED, _fused(ddof=1)),
-            ("eps is outside the square root: divide by sqrt(var + eps).", _fused(eps_outside=True)),
-            ("gamma is ignored: multiply the normalized sum by gamma.", _fused(no_gamma=True)),
-            ("beta is ignored: add beta after multiplying by gamma.", _fused(no_beta=True)),
-            ("the eps argument is ignored: use the eps you are given.", _fused(default_eps=True)),
-            ("the statistics are taken over axis 0 instead of over the last axis: each token is normalized over "
-             "its own C features.", _fused(axis=(0,))),
+            ("your fused count does not write h. Fusing saves reading h back, not writing it: h is the new residual "
+             "stream, which the next sublayer's output is added to (and which the backward pass reads), so it has "
+             f"to reach memory ({_FUSED}).", _traffic(h_written=False)),
+            ("your fused count still reads h back. In the fused kernel each block of h is still in cache when the "
+             f"LayerNorm needs it: that read is the transfer fusion saves ({_FUSED}).", _traffic(h_reread="always")),
+            ("your unfused count does not read h back: the separate LayerNorm pass starts from h in main memory, "
+             f"which the addition pass wrote there ({_FUSED}).", _traffic(h_reread="never")),
+            ("with write_allocate=True each array a pass writes is first read in, one more read of its size; your "
+             f"count leaves that out ({_FUSED}).", _traffic(wa_on="never")),
+            ("you add write-allocate's reads even when write_allocate is False (streaming stores skip them).",
+             _traffic(wa_on="always")),
+            ("write-allocate adds a read for each array written, not for each array read "
+             f"({_FUSED}).", _traffic(wa_on="reads")),
+            ("write-allocate adds a read for each array written, and only for those: your count adds one for "
+             f"every transfer ({_FUSED}).", _traffic(wa_on="everything")),
+            ("gamma and beta are left out: the LayerNorm reads them, features values each.",
+             _traffic(params="forgotten")),
+            ("gamma and beta hold one value per feature, not one per element: a pass reads them once "
+             "(2 x features values), whatever the number of rows.", _traffic(params="per row")),
+            ("your unfused count reads gamma and beta in both passes: only the LayerNorm pass uses them.",
+             _traffic(params="both passes")),
+            ("this is a count of values, not of bytes: multiply by itemsize, the bytes per value.",
+             _traffic(itemsize=False)),
         ],
-        tag_rules=[("offset", _CANCEL), ("f16big", _F16)],
+        integers=True,
+        show_expected=False,
+        section=_FUSED,
     )
-    _run(spec, fused_add_layer_norm, _fused_cases(hidden), hidden=hidden)
+    _run(spec, add_layer_norm_traffic, _traffic_cases(hidden), hidden=hidden)
