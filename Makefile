@@ -9,11 +9,12 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # nbgrader runs `alembic` from PATH, and the book's kernels must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test bench system clean help instructor hub-proxy
+.PHONY: book test bench system clean help instructor hub-proxy gpt2-weights
 
 help:
 	@echo "make book   build the book into _build/html (open _build/html/index.html)"
 	@echo "make test   run every test"
+	@echo "make gpt2-weights  download GPT-2 small's released weights (550 MB) once, for chapter 9's comparisons"
 	@echo "make instructor  install the instructor's tools (nbgrader, its lab extensions, JupyterLab) into .venv"
 	@echo "make bench  time lnkit against the textbook formula and torch; writes benchmarks/results/cpu.json"
 
@@ -33,6 +34,14 @@ $(VENV)/.installed-%: pyproject.toml
 
 book: $(VENV)/.installed-book
 	jupyter-book build . -W -n --keep-going
+
+# GPT-2 small's released weights and tokenizer into the Hugging Face cache (~/.cache/huggingface/hub, or HF_HOME),
+# the one download the book can use: chapter 9 puts GPT-2 beside its own small model where the cache holds them,
+# and never downloads during a build. The published book's workflow runs this once and keeps the cache.
+GPT2_FILES := config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json vocab.json \
+              merges.txt
+gpt2-weights: $(VENV)/.installed-book
+	hf download gpt2 $(GPT2_FILES)
 
 # What the tests need from Debian: Chromium for the browser tests (Playwright drives it and never downloads a browser
 # of its own), and bubblewrap, the sandbox every graded student's code runs in.

@@ -113,3 +113,37 @@ def test_a_cache_without_the_weights_is_no_gpt2(tmp_path):
     next((tmp_path / "hub" / "models--gpt2" / "snapshots").glob("*/model.safetensors")).unlink()
     out = run_cached_gpt2_cell(tmp_path)
     assert "GPT-2 small in the local cache: no" in out, out
+
+
+@pytest.mark.slow
+def test_the_whole_chapter_runs_its_gpt2_branch_on_a_cached_stand_in(tmp_path):
+    """A build on a machine without GPT-2's weights (this one, and CI) runs only the small-model branch of every
+    comparison; the published book runs the other. Here the whole chapter runs as the book's build runs it, with a
+    stand-in GPT-2 in the cache, so a broken GPT-2 branch fails here and not in the published build."""
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    make_stand_in_gpt2(tmp_path)
+    notebook = jupytext.read(CHAPTER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env["HF_HOME"] = str(tmp_path)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
+                                resources={"metadata": {"path": str(CHAPTER.parent)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    glued = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:  # myst-nb's glue keeps the value under "application/papermill.record/<mime type>"
+                data = {k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1]: v for k, v in output.get("data", {}).items()}
+                glued[name] = data.get("text/markdown", data.get("text/plain", ""))
+    assert "were found in this machine's Hugging Face cache" in glued["ch9_gpt2_status"]
+    assert glued["ch9_real_gains"].startswith("In GPT-2 small the gains range from")
+    assert "In GPT-2 small, on" in glued["ch9_real_growth"]
+    outliers = glued["ch9_real_outliers"]
+    assert outliers.startswith("The same measurement on GPT-2 small") and "Sun et al.'s criterion" in outliers
