@@ -718,6 +718,97 @@ SOLUTION_EXPRESSIONS["add_layer_norm_traffic"] = ("6*n", "7*n", "6*rows*features
                                                   "2*n+2*features", "+2*features")
 
 
+
+# --- chapter 11, "Do we need it at all?": dyt and fit_dyt_alpha -----------------------------------------------------
+
+CORRECT["dyt"] = '''
+import numpy as np
+
+def dyt(x, alpha, gamma, beta):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    return (gamma * np.tanh(alpha * work) + beta).astype(x.dtype)
+'''
+CORRECT["fit_dyt_alpha"] = '''
+import numpy as np
+
+def fit_dyt_alpha(x, eps=1e-5):
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    target = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+
+    def error(log_alpha):
+        return np.mean((np.tanh(np.exp(log_alpha) * x) - target) ** 2)
+
+    # a coarse scan over log(alpha), then ternary search around the best point of the scan
+    grid = np.linspace(-10, 10, 401) - np.log(np.abs(x).max())
+    i = int(np.argmin([error(a) for a in grid]))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    for _ in range(100):
+        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        if error(a) < error(b):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp((lo + hi) / 2))
+'''
+CHECKS["dyt"] = ("check_dyt", "11-dyt")
+CHECKS["fit_dyt_alpha"] = ("check_fit_dyt_alpha", "11-dyt")
+
+
+def _dyt(expression: str) -> str:
+    return f'''
+import numpy as np
+
+def dyt(x, alpha, gamma, beta):
+    x = np.asarray(x)
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    return ({expression}).astype(x.dtype)
+'''
+
+
+def _fit_alpha(target: str, inputs: str = "x") -> str:
+    """A fit_dyt_alpha that searches well but fits the wrong thing."""
+    return CORRECT["fit_dyt_alpha"].replace(
+        "    target = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)\n",
+        f"    target = {target}\n    inputs = {inputs}\n",
+    ).replace("np.exp(log_alpha) * x)", "np.exp(log_alpha) * inputs)")
+
+
+WRONG += [
+    Wrong("dyt-no-alpha", "dyt", _dyt("gamma * np.tanh(work) + beta"), ("alpha is ignored",)),
+    Wrong("dyt-alpha-outside", "dyt", _dyt("gamma * alpha * np.tanh(work) + beta"), ("instead of its input",)),
+    Wrong("dyt-no-gamma", "dyt", _dyt("np.tanh(alpha * work) + beta"), ("gamma is ignored",)),
+    Wrong("dyt-beta-inside", "dyt", _dyt("gamma * np.tanh(alpha * work + beta)"), ("inside the tanh",)),
+    Wrong("fit-inverse-std", "fit_dyt_alpha", '''
+import numpy as np
+
+def fit_dyt_alpha(x, eps=1e-5):
+    return float(1 / np.std(x))
+''', ("1 / std(x)", "mean squared error")),
+    Wrong("fit-to-x", "fit_dyt_alpha", _fit_alpha("x"), ("fits tanh(alpha * x) to x itself",)),
+    Wrong("fit-normalized-input", "fit_dyt_alpha", _fit_alpha(
+        "(x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)",
+        inputs="(x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)"), ("raw x",)),
+    Wrong("fit-whole-array-stats", "fit_dyt_alpha", _fit_alpha("(x - x.mean()) / np.sqrt(x.var() + eps)"),
+          ("over all of x",)),
+    Wrong("fit-no-eps", "fit_dyt_alpha", _fit_alpha(
+        "(x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True))"), ("eps argument is missing",)),
+    Wrong("fit-coarse-grid", "fit_dyt_alpha", '''
+import numpy as np
+
+def fit_dyt_alpha(x, eps=1e-5):
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    target = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+    grid = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+    return min(grid, key=lambda a: np.mean((np.tanh(a * x) - target) ** 2))
+''', ("returns wrong values",)),
+]
+
+SOLUTION_EXPRESSIONS["dyt"] = ("gamma*np.tanh(alpha*", "tanh(alpha*x)*gamma")
+SOLUTION_EXPRESSIONS["fit_dyt_alpha"] = ("np.mean((np.tanh(", "argmin", "ternary")
+
 def student(function: str, source: str | None = None):
     """A student's function as their notebook defines it: the correct answers first (layer_norm_via_rms calls the
     student's rms_norm), then ``source`` (the correct answer when None)."""

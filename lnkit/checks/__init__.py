@@ -31,6 +31,7 @@ from .ch06_pre_post_ln import check_post_ln, check_pre_ln
 from .ch07_backward import check_layer_norm_backward
 from .ch08_speed import check_running_stats
 from .ch10_in_the_wild import check_add_layer_norm_traffic, check_fold_into_linear
+from .ch11_dyt import check_dyt, check_fit_dyt_alpha
 
 __all__ = [
     "check_layer_norm_stats",
@@ -49,4 +50,6 @@ __all__ = [
     "check_running_stats",
     "check_fold_into_linear",
     "check_add_layer_norm_traffic",
+    "check_dyt",
+    "check_fit_dyt_alpha",
 ]

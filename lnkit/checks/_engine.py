@@ -278,6 +278,7 @@ class _Spec:
     tag_rules: Sequence[tuple[str, str]] = ()  # (tag, message) when every failing case has the tag
     lnkit_files: Sequence[str] = ("norms.py", "_torch.py")
     integers: bool = False  # the answers are Python ints
+    scalars: bool = False  # the answers are real numbers: a Python float or a NumPy floating scalar, any precision
     spy_extra: Callable | None = None  # one more profiler rule, in the student's own kernel only (never graded on)
     select: tuple | None = None  # grade only these outputs (indices into outnames); the others are not compared
     returns: tuple = ()  # every output the function returns (set by _run)
@@ -447,6 +448,15 @@ def _compare(spec: _Spec, case: _Case, got: tuple, expected: tuple) -> _Failure 
                 return _Failure(case, "type", got, f"it returned {_returned(spec, g, module=True)}, "
                                                    f"not a plain Python int: wrap the result in `int(...)`")
             continue
+        if spec.scalars:
+            if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)):
+                return _Failure(case, "type", got, f"{name}: returned {_returned(spec, g)}, not a number")
+            rtol, atol = tols[i]
+            if not np.isfinite(float(g)):
+                return _Failure(case, "nonfinite", got, f"{name} is NaN or inf")
+            if not np.isclose(float(g), float(e), rtol=rtol, atol=atol):
+                return _Failure(case, "values", got, f"{name}")
+            continue
         ga = _to_array(g)
         if ga is None:
             return _Failure(case, "type", got, f"{name} is a {_cut(type(g).__name__, NAME_CHARS)}, not a NumPy array")
@@ -465,7 +475,7 @@ def _compare(spec: _Spec, case: _Case, got: tuple, expected: tuple) -> _Failure 
             return _Failure(case, "nonfinite", got, f"{name} contains NaN or inf")
         if not np.allclose(g64, e64, rtol=rtol, atol=atol):
             return _Failure(case, "values", got, f"{name}")
-    if not spec.integers:
+    if not (spec.integers or spec.scalars):
         for i, (g, e) in enumerate(zip(got, expected)):
             ga = np.asarray(g)
             if ga.dtype != e.dtype:
@@ -485,6 +495,12 @@ def _matches(spec: _Spec, case: _Case, got: tuple, answer: tuple) -> bool:
     for i, (g, a) in enumerate(zip(got, answer)):
         if spec.integers:
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or int(g) != a:
+                return False
+            continue
+        if spec.scalars:
+            rtol, atol = tols[i]
+            if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)) or \
+                    not np.isclose(float(g), float(a), rtol=rtol, atol=atol):
                 return False
             continue
         ga, aa = _to_array(g), np.asarray(a)
