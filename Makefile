@@ -25,11 +25,14 @@ help:
 # new .venv: make test TORCH_INDEX= (PyPI's torch, a CUDA build on Linux); README.md says how to switch an existing one.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-$(VENV)/.installed-%: pyproject.toml
+# The grader (grader/, the distribution nbgrader-sandbox) goes in beside lnkit for those who grade or test: instructor,
+# hub and dev; the book and a student's install never have it.
+GRADER_FOR := instructor hub dev
+$(VENV)/.installed-%: pyproject.toml grader/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[torch]'
-	$(VENV)/bin/python -m pip install --quiet -e '.[$*]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[$*]' $(if $(filter $*,$(GRADER_FOR)),-e ./grader)
 	touch $@
 
 book: $(VENV)/.installed-book

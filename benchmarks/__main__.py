@@ -4,7 +4,7 @@ Prints a table and writes the results, with the machine's description, to benchm
 import time) and benchmarks/results/cuda.json (``--device cuda``, only when a GPU is present).
 
 Autograding is timed on its own: ``python -m benchmarks.autograde`` (sequential ``nbgrader autograde`` against
-``python -m lnkit.grading autograde``; writes benchmarks/results/autograde.json).
+``python -m nbgrader_sandbox autograde``; writes benchmarks/results/autograde.json).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Generates a class of students for 01-layernorm (most correct, the others with the wrong answers of tests/corpus.py,
 so some checks fail and diagnose), in two identical temporary course directories; autogrades one with plain
 ``nbgrader autograde 01-layernorm`` (nbgrader's one process, one student after another) and the other with
-``python -m lnkit.grading autograde 01-layernorm --jobs N``, both with the course's nbgrader_config.py (checks out of
+``python -m nbgrader_sandbox autograde 01-layernorm --jobs N``, both with the course's nbgrader_config.py (checks out of
 the kernel on). Prints seconds per notebook for both and the ratio; writes benchmarks/results/autograde.json.
 """
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                        capture_output=True)
         sequential = time.perf_counter() - t0
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", str(args.jobs),
+        subprocess.run([sys.executable, "-m", "nbgrader_sandbox", "autograde", ASSIGNMENT, "--jobs", str(args.jobs),
                         "--no-progress"], cwd=par, env=_env(), check=True, capture_output=True)
         parallel = time.perf_counter() - t0
         same = _scores(seq) == _scores(par)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "same_scores": same,
     }
     print(f"{n} students of {ASSIGNMENT}: nbgrader autograde {sequential / n:.2f} s per notebook; "
-          f"python -m lnkit.grading autograde --jobs {args.jobs} {parallel / n:.2f} s per notebook; "
+          f"python -m nbgrader_sandbox autograde --jobs {args.jobs} {parallel / n:.2f} s per notebook; "
           f"{sequential / parallel:.2f}x; same scores: {same}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from lnkit.grading import sandbox
+from nbgrader_sandbox import sandbox
 
 from . import common
 

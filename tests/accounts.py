@@ -77,15 +77,22 @@ def _python_for_everyone(base: Path) -> str:
     return str(target)
 
 
-def user_python(base: Path) -> Path:
-    """A Python every user can run that sees this environment's packages (see the module's docstring)."""
+def user_python(base: Path, hide: tuple[str, ...] = ()) -> Path:
+    """A Python every user can run that sees this environment's packages (see the module's docstring); an editable
+    install whose .pth file names one of ``hide`` is left out (``hide=("lnkit",)``: a Python without lnkit)."""
     venv = base / "env"
     system_python = _python_for_everyone(base)
     run(system_python, "-m", "venv", "--without-pip", str(venv))
     purelib = Path(sysconfig.get_paths()["purelib"])
     their_lib = Path(run(str(venv / "bin" / "python"), "-c",
                          "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
-    (their_lib / "lnkit_course.pth").write_text(f"import site; site.addsitedir({str(purelib)!r})\n")
+    if hide:  # the site folder, and each of its .pth files but the hidden ones (a .pth runs lines that import)
+        (their_lib / "lnkit_course.pth").write_text(
+            f"import sys; sys.path.append({str(purelib)!r}); [__import__('site').addpackage({str(purelib)!r}, n, None) "
+            f"for n in sorted(__import__('os').listdir({str(purelib)!r})) if n.endswith('.pth') and not any(h in n "
+            f"for h in {tuple(hide)!r})]\n")  # builtins only: a .pth line's names are not seen inside a comprehension
+    else:
+        (their_lib / "lnkit_course.pth").write_text(f"import site; site.addsitedir({str(purelib)!r})\n")
     for sub in ("share", "etc"):
         (venv / sub).mkdir(exist_ok=True)
         if (Path(sys.prefix) / sub / "jupyter").exists():

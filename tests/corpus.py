@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The course module the grader reads for lnkit (nbgrader_config.py: c.GradingSandbox.course), for tests that run the
+# checker or a student server directly.
+LNKIT_COURSE = "lnkit.checks.course"
 
 def write_submission(release: Path, answers: dict[str, str], to: Path) -> None:
     """Write the release notebook ``release`` to ``to`` with ``answers`` (grade_id -> source) in its cells, as a

@@ -146,11 +146,11 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 def table_of_another_grading(course: Path, student: str, answers: dict) -> str:
     """The table a student would hold after recording the hidden cases of ``student``'s submission of ``answers``
     (grade_id -> source), graded in ``course``: its hidden cases are drawn from that submission's key, derived as
-    the grader does (lnkit.grading.intake.hidden_cases_key over the course's secret and the submitted folder)."""
+    the grader does (nbgrader_sandbox.intake.hidden_cases_key over the course's secret and the submitted folder)."""
     import tempfile
 
     from corpus import write_submission
-    from lnkit.grading.intake import course_secret, hidden_cases_key, submission_digest
+    from nbgrader_sandbox.intake import course_secret, hidden_cases_key, submission_digest
 
     secret = course_secret(f"sqlite:///{course / 'gradebook.db'}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,7 +71,7 @@ def graded():
             if "attacker" in student:
                 answers["layer_norm"] = ATTACK + CORRECT["layer_norm"]
             write_submission(release, answers, course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-        out = subprocess.run([sys.executable, "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2",
+        out = subprocess.run([sys.executable, "-m", "nbgrader_sandbox", "autograde", ASSIGNMENT, "--jobs", "2",
                               "--no-progress", "--feedback"], cwd=course, env=env, capture_output=True, text=True)
         from nbgrader.api import Gradebook
 
@@ -105,7 +105,7 @@ def test_the_victims_files_and_the_gradebook_are_untouched(graded):
 def test_nothing_of_the_attackers_outlives_grading(graded):
     assert "left running after grading" not in graded["report"]
     if os.geteuid() == 0:  # each attacker's sandbox ran as a uid of its own: none of its processes is left
-        from lnkit.grading.sandbox import sandbox_uid
+        from nbgrader_sandbox.sandbox import sandbox_uid
 
         uids = {str(sandbox_uid(f"{s}/{ASSIGNMENT}", 2_100_000_000)) for s in ("a-attacker", "z-attacker")}
         ps = subprocess.run(["ps", "-eo", "uid,args"], capture_output=True, text=True).stdout.splitlines()
@@ -117,7 +117,7 @@ def test_a_manual_score_set_behind_the_graders_back_is_seen(graded):
     score over the autograded one): the SQL it reads them with must see one set through nbgrader's own API."""
     from nbgrader.api import Gradebook
 
-    from lnkit.grading.parallel import _manual_scores
+    from nbgrader_sandbox.parallel import _manual_scores
 
     db = graded["course"] / "gradebook.db"
     before = _manual_scores(str(db), ASSIGNMENT)

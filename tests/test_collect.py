@@ -1,4 +1,4 @@
-"""Submission times the student cannot set (lnkit.grading.collect), through the real commands.
+"""Submission times the student cannot set (nbgrader_sandbox.collect), through the real commands.
 
 A temporary course and exchange; fake students (``--student=<id>``) fetch and submit with nbgrader itself, then the
 instructor collects with the course's nbgrader_config.py (which names ``TrustedTimeCollect``) and grades with the
@@ -79,7 +79,7 @@ def collected(tmp_path_factory):
         gb.update_or_create_assignment(ASSIGNMENT, duedate=due)
     after_submit = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     nbgrader("collect", ASSIGNMENT, cwd=course, exchange=exchange)
-    out = subprocess.run([sys.executable, "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2",
+    out = subprocess.run([sys.executable, "-m", "nbgrader_sandbox", "autograde", ASSIGNMENT, "--jobs", "2",
                           "--no-progress"], cwd=course, env=ENV, capture_output=True, text=True)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         # the score after nbgrader's late penalty, as nbgrader export writes it
@@ -136,7 +136,7 @@ def test_collect_copies_links_as_links(collected):
 
 
 def test_trusted_time_is_the_newest_change_and_never_follows_links(tmp_path):
-    from lnkit.grading import collect
+    from nbgrader_sandbox import collect
 
     folder = tmp_path / "sub"
     (folder / "deep").mkdir(parents=True)
@@ -156,7 +156,7 @@ def test_trusted_time_is_the_newest_change_and_never_follows_links(tmp_path):
 def _collector(**settings):
     from nbgrader.coursedir import CourseDirectory
 
-    from lnkit.grading.collect import TrustedTimeCollect
+    from nbgrader_sandbox.collect import TrustedTimeCollect
 
     return TrustedTimeCollect(coursedir=CourseDirectory(), **settings)
 

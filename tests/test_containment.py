@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from corpus import LNKIT_COURSE
+
 from accounts import as_user, make_user, remove_user, user_python
-from lnkit.grading import sandbox, supervisor
-from lnkit.grading.preprocessors import SafeExecute
+from nbgrader_sandbox import sandbox, supervisor
+from nbgrader_sandbox.preprocessors import SafeExecute
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +88,7 @@ def test_forked_children_pass_the_memory_limit_together(bound):
     assert "all three held" not in out.stdout, out.stderr
     assert out.returncode == supervisor.STOPPED_MEMORY, (out.returncode, out.stderr[-2000:])
     assert "memory limit" in box.stopped_for(out.returncode)
-    assert "lnkit sandbox: stopped" in out.stderr
+    assert "nbgrader-sandbox: stopped" in out.stderr
     assert time.monotonic() - start < 30  # stopped at once, not after the children's 30 s sleep
     # the same children at a limit that holds them all run to the end
     roomy = sandbox.Sandbox(key="hogs/01", limits=small(memory_bytes=1024**3), containment=bound)
@@ -96,11 +98,12 @@ def test_forked_children_pass_the_memory_limit_together(bound):
 
 
 def test_the_checks_say_memory_limit_when_the_students_processes_pass_it_together():
-    from lnkit.grading.checker import run_job
+    from nbgrader_sandbox.checker import run_job
 
     test = "from lnkit.checks import check_layer_norm\ncheck_layer_norm(layer_norm)\n"
     hogs = FORKED_HOGS + "\ndef layer_norm(x, gamma, beta, eps=1e-5):\n    return x\n"
     out = run_job({"cells": [hogs], "tests": [{"grade_id": "t", "source": test}],
+                   "course": LNKIT_COURSE,
                    "limits": {"call_seconds": 2, "start_seconds": 20, "memory_bytes": 512 * 1024**2}})
     verdict = out["verdicts"][0]
     assert not verdict["passed"] and "memory limit" in verdict["evalue"], verdict
@@ -134,12 +137,12 @@ def test_no_cgroup_is_left_behind():
     ended.wait(timeout=60)
     killed = subprocess.Popen(box.python_argv("import time; time.sleep(30)"))
     time.sleep(1)
-    made = [n for p in bound.parents for n in os.listdir(p) if n.startswith(f"lnkit-{killed.pid}-")]
+    made = [n for p in bound.parents for n in os.listdir(p) if n.startswith(f"nbgrader-sandbox-{killed.pid}-")]
     assert len(made) == len(bound.parents)  # it had one in each hierarchy
     sandbox.kill_tree(killed.pid)  # stopped from outside, as the checker stops a call past its time limit
     killed.wait(timeout=20)
     for parent in bound.parents:  # other graders may be running here: only these two supervisors' cgroups
-        assert not [n for n in os.listdir(parent) if n.startswith((f"lnkit-{ended.pid}-", f"lnkit-{killed.pid}-"))]
+        assert not [n for n in os.listdir(parent) if n.startswith((f"nbgrader-sandbox-{ended.pid}-", f"nbgrader-sandbox-{killed.pid}-"))]
 
 
 # --- the kernel: the notebook's budget and the sockets' folder ------------------------------------------------------
@@ -179,7 +182,7 @@ def hogs():
 
 def test_a_notebook_within_its_budget_is_not_stopped(tmp_path):
     nb, resources, _ = run_notebook(["x = 1", "print(x + 1)"], tmp_path, SafeExecute__timeout=30)
-    assert "lnkit_kernel" not in resources and nb.cells[1].outputs[0]["text"] == "2\n"
+    assert "sandbox_kernel" not in resources and nb.cells[1].outputs[0]["text"] == "2\n"
 
 
 def test_sleeping_cells_end_at_the_wall_clock_budget(tmp_path, hogs):
@@ -188,8 +191,8 @@ def test_sleeping_cells_end_at_the_wall_clock_budget(tmp_path, hogs):
     ran = sum(1 for c in nb.cells if c.get("execution_count") is not None)
     assert ran <= 1 + 6 / 1.5 + 1, ran  # the budget runs from the kernel's start: then at most these, not all 20
     assert took < 20 * 1.5 + 60, took  # and the kernel's own start and end (slow on a busy machine)
-    assert resources["lnkit_kernel"]["stopped"] == "budget"
-    assert "budget of 6 s" in resources["lnkit_kernel"]["message"]
+    assert resources["sandbox_kernel"]["stopped"] == "budget"
+    assert "budget of 6 s" in resources["sandbox_kernel"]["message"]
     assert "budget of 6 s" in not_run_notice(nb)
 
 
@@ -197,7 +200,7 @@ def test_spinning_cells_end_at_the_cpu_budget(tmp_path):
     spin = "t = time.process_time()\nwhile time.process_time() - t < 0.8:\n    pass"
     nb, resources, took = run_notebook(["import time"] + [spin] * 20, tmp_path,
                                        SafeExecute__timeout=5, SafeExecute__notebook_cpu_seconds=5.0)
-    assert resources["lnkit_kernel"]["stopped"] == "budget", resources.get("lnkit_kernel")
+    assert resources["sandbox_kernel"]["stopped"] == "budget", resources.get("sandbox_kernel")
     assert "budget of 5 CPU seconds" in not_run_notice(nb)
     ran = sum(1 for c in nb.cells if c.get("execution_count") is not None)
     assert ran < 12, ran  # kernel start + at most the cells that fit in 5 CPU seconds
@@ -215,10 +218,10 @@ def test_writes_into_a_subfolder_of_the_sockets_folder_stop_the_kernel(tmp_path,
             "import time; time.sleep(20)\n")
     nb, resources, took = run_notebook([fill, "print('after')"], tmp_path / "course", SafeExecute__timeout=60,
                                        IsolatedKernelManager__sockets_folder_bytes=4 * 1024**2)
-    assert resources["lnkit_kernel"]["stopped"] == "limit", resources.get("lnkit_kernel")
-    assert "sockets' folder" in resources["lnkit_kernel"]["message"]
+    assert resources["sandbox_kernel"]["stopped"] == "limit", resources.get("sandbox_kernel")
+    assert "sockets' folder" in resources["sandbox_kernel"]["message"]
     assert took < 40
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith("lnkit-kernel-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("sandbox-kernel-")]
 
 
 LOCKED_FOLDER = (SOCKETS_FOLDER + "os.makedirs(os.path.join(folder, 'locked', 'inner'))\n"
@@ -233,7 +236,7 @@ def test_a_locked_folder_left_in_the_sockets_folder_is_removed(tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     nb, _, _ = run_notebook([LOCKED_FOLDER], tmp_path / "course", SafeExecute__timeout=30)
     assert nb.cells[0].outputs[0]["text"] == "locked\n"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith("lnkit-kernel-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("sandbox-kernel-")]
 
 
 # --- as an ordinary user: the watcher, and the clean-up of what the kernel left ---------------------------------------
@@ -241,7 +244,7 @@ def test_a_locked_folder_left_in_the_sockets_folder_is_removed(tmp_path, monkeyp
 USER_SCRIPT = r'''
 import json, os, subprocess, sys, tempfile
 sys.path.insert(0, sys.argv[1])
-from lnkit.grading import sandbox
+from nbgrader_sandbox import sandbox
 from test_containment import FORKED_HOGS, LOCKED_FOLDER, run_notebook
 from pathlib import Path
 seen = {"kind": sandbox.containment().kind}
@@ -252,7 +255,7 @@ work = Path(tempfile.mkdtemp())
 tempfile.tempdir = str(work)
 nb, _, _ = run_notebook([LOCKED_FOLDER], work / "course", SafeExecute__timeout=30)
 seen["locked"] = nb.cells[0].outputs[0].get("text")
-seen["left"] = sorted(p.name for p in work.iterdir() if p.name.startswith("lnkit-kernel-"))
+seen["left"] = sorted(p.name for p in work.iterdir() if p.name.startswith("sandbox-kernel-"))
 print(json.dumps(seen))
 '''
 
@@ -268,6 +271,7 @@ def test_as_an_ordinary_user_the_watcher_stops_it_and_nothing_is_left():
         python = user_python(base)
         shutil.copy(Path(__file__).parent / "test_containment.py", home / "test_containment.py")
         shutil.copy(Path(__file__).parent / "accounts.py", home / "accounts.py")
+        shutil.copy(Path(__file__).parent / "corpus.py", home / "corpus.py")
         out = as_user(name, str(python), "-c", USER_SCRIPT, str(home),
                       env={"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(home)}, cwd=home)
         seen = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""lnkit.grading.course_check: it must see when students could read or change the course's secrets, say the exact
+"""nbgrader_sandbox.course_check: it must see when students could read or change the course's secrets, say the exact
 chmod that closes them, and stay quiet about a course that is closed (by its own bits or by a folder above it)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lnkit.grading.course_check import check_course, fix, main, report, require_private_course, CourseExposed
+from nbgrader_sandbox.course_check import check_course, fix, main, report, require_private_course, CourseExposed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +119,6 @@ def test_bad_root_names_the_argument(tmp_path):
 
 def test_runs_as_a_module(open_place):
     course = make_course(open_place)
-    out = subprocess.run([sys.executable, "-m", "lnkit.grading.course_check", str(course)],
+    out = subprocess.run([sys.executable, "-m", "nbgrader_sandbox.course_check", str(course)],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and "STUDENTS CAN READ OR CHANGE" in out.stdout, out.stdout + out.stderr

@@ -1,7 +1,7 @@
 """The failure corpus (tests/failures.py), graded by the real workflow: each case's exact score, message and flags.
 
 In a temporary course directory at the usual permissions (a checkout with umask 022: everything readable by others):
-`nbgrader generate_assignment`, every case submitted (plus a perfect and a blank student), `python -m lnkit.grading
+`nbgrader generate_assignment`, every case submitted (plus a perfect and a blank student), `python -m nbgrader_sandbox
 autograde 01-layernorm --jobs 2`, `nbgrader generate_feedback`, then plain `nbgrader autograde` again for a few
 attackers. Then: the gradebook's score of each case, its feedback page, its integrity-report flags, one complete
 gradebook row per submission, the grades CSV.
@@ -107,7 +107,7 @@ def graded():
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **_limits())
     try:
         corpus = _prepare(course, [str(BIN / "nbgrader")], env, lambda *a: run(*a, cwd=course, env=env))
-        out = subprocess.run([sys.executable, "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2",
+        out = subprocess.run([sys.executable, "-m", "nbgrader_sandbox", "autograde", ASSIGNMENT, "--jobs", "2",
                               "--no-progress"], cwd=course, env=env, capture_output=True, text=True)
         _graded_all_but_nbgraders_failures(out)
         run(str(BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, "--force", cwd=course, env=env)
@@ -145,7 +145,7 @@ def graded_by_an_ordinary_user_under_load(tmp_path_factory):
         corpus = _prepare(course, nbgrader, env, as_instructor)
         subprocess.run(["chown", "-R", f"{INSTRUCTOR}:{INSTRUCTOR}", str(course)], check=True)
         hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
-        out = as_user(INSTRUCTOR, str(python), "-m", "lnkit.grading", "autograde", ASSIGNMENT, "--jobs", "2",
+        out = as_user(INSTRUCTOR, str(python), "-m", "nbgrader_sandbox", "autograde", ASSIGNMENT, "--jobs", "2",
                       "--no-progress", env=env, cwd=course, check=False)
         for hog in hogs:
             hog.kill()
@@ -234,11 +234,11 @@ def test_nothing_is_left_behind_on_the_machine(graded):
         assert not os.path.exists(where), where
     assert "left running after grading" not in graded["report"]
     if os.geteuid() == 0:  # no kernel's sockets folder stays behind, not even a dead kernel's (os-exit)
-        from lnkit.grading.sandbox import sandbox_uid
+        from nbgrader_sandbox.sandbox import sandbox_uid
 
         uids = {sandbox_uid(f"{s}/{ASSIGNMENT}", 2_100_000_000) for s in graded["students"]}
         tmp = tempfile.gettempdir()
-        left = [d for d in os.listdir(tmp) if d.startswith("lnkit-kernel-") and os.stat(os.path.join(tmp, d)).st_uid
+        left = [d for d in os.listdir(tmp) if d.startswith("sandbox-kernel-") and os.stat(os.path.join(tmp, d)).st_uid
                 in uids]
         assert left == [], left
 

@@ -1,6 +1,6 @@
-"""lnkit.grading without nbgrader: the wire format, the student server and the checker, on single functions.
+"""nbgrader_sandbox without nbgrader: the wire format, the student server and the checker, on single functions.
 
-The same checks, run out of the kernel through a RemoteFunction, must give the same verdicts and messages as in the
+The same checks, run out of the kernel through a StudentFunction, must give the same verdicts and messages as in the
 kernel, and must turn every way a call can go wrong into its own message.
 """
 
@@ -9,19 +9,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corpus import CORRECT, WRONG
+from corpus import CORRECT, LNKIT_COURSE, WRONG
 from lnkit import checks
-from lnkit.grading import wire
-from lnkit.grading.checker import free_names, run_job
-from lnkit.grading.remote import Limits, RemoteFunction, StudentServer
+from nbgrader_sandbox import wire
+from nbgrader_sandbox.checker import run_job
+from nbgrader_sandbox.course import load as load_course
+from nbgrader_sandbox.proxy import StudentFunction
+from nbgrader_sandbox.remote import Limits, StudentServer
 
 LIMITS = {"call_seconds": 2, "start_seconds": 10}
+LNKIT = load_course(LNKIT_COURSE)
 TEST = "from lnkit.checks import check_layer_norm\n\ncheck_layer_norm(layer_norm)\n"
 
 
 def grade(source: str, test: str = TEST) -> dict:
     out = run_job({"cells": ["import numpy as np", source], "tests": [{"grade_id": "t", "source": test}],
-                   "limits": LIMITS})
+                   "course": LNKIT_COURSE, "limits": LIMITS})
     return {**out["verdicts"][0], "events": out["events"]}
 
 
@@ -73,12 +76,6 @@ def _fd_with(data: bytes) -> int:
     return r
 
 
-def test_free_names_are_the_student_functions():
-    assert free_names(TEST) == ["layer_norm"]
-    assert free_names("from lnkit.checks import check_pre_ln\ncheck_pre_ln(pre_ln, hidden=True)\nx = 1\nprint(x)") \
-        == ["pre_ln"]
-
-
 @pytest.mark.parametrize("wrong", [w for w in WRONG if w.function in ("layer_norm", "count_statistics")],
                          ids=lambda w: w.id)
 def test_out_of_kernel_messages_are_the_in_kernel_messages(wrong):
@@ -87,10 +84,10 @@ def test_out_of_kernel_messages_are_the_in_kernel_messages(wrong):
     exec(wrong.source, namespace)  # noqa: S102 - the corpus is ours
     with pytest.raises(AssertionError) as inside:
         check(namespace[wrong.function])
-    server = StudentServer(["import numpy as np", wrong.source], Limits(**LIMITS))
+    server = StudentServer(["import numpy as np", wrong.source], Limits(**LIMITS), course=LNKIT)
     try:
         with pytest.raises(AssertionError) as outside:
-            check(RemoteFunction(server, wrong.function))
+            check(StudentFunction(server, wrong.function))
     finally:
         server.close()
     assert str(outside.value) == str(inside.value)
@@ -100,10 +97,10 @@ def test_a_correct_answer_passes_out_of_the_kernel_for_every_check(capsys):
     from corpus import CHECKS
 
     cells = ["import numpy as np", *CORRECT.values()]
-    server = StudentServer(cells, Limits(**LIMITS))
+    server = StudentServer(cells, Limits(**LIMITS), course=LNKIT)
     try:
         for function, (check, _) in sorted(CHECKS.items()):
-            getattr(checks, check)(RemoteFunction(server, function), hidden=True)
+            getattr(checks, check)(StudentFunction(server, function), hidden=True)
     finally:
         server.close()
     assert capsys.readouterr().out.count("cases passed") == len(CHECKS)
@@ -175,8 +172,8 @@ def test_limits_reject_bad_values():
 
 
 def test_where_no_sandbox_can_be_made_the_refusal_names_the_setting_that_exists(monkeypatch):
-    from lnkit.grading import remote, sandbox
-    from lnkit.grading.kernel import GradingSandbox
+    from nbgrader_sandbox import remote, sandbox
+    from nbgrader_sandbox.settings import GradingSandbox
 
     monkeypatch.setattr(sandbox, "unavailable", lambda: "bwrap is not installed")
     with pytest.raises(remote.SandboxRefused, match=r"c\.GradingSandbox\.allow_unsandboxed = True") as refused:

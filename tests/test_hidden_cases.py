@@ -1,7 +1,7 @@
 """Hidden cases that no one can collect and share (issue 18, class 3).
 
 - Each submission's hidden cases come from its own key, an HMAC of the course's secret over the student, the
-  assignment, the notebook and a hash of the submitted folder (lnkit.grading.intake.hidden_cases_key): two students
+  assignment, the notebook and a hash of the submitted folder (nbgrader_sandbox.intake.hidden_cases_key): two students
   with the same notebook, or one student who changes anything in a resubmission, get other inputs; the same submission
   graded again gets the same ones. Checked on the functions and through nbgrader's own converter.
 - No message about a hidden case shows an input, an expected value or what the function returned: every wrong answer
@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corpus import CHECKS, CORRECT, WRONG, student, write_submission
+from corpus import CHECKS, CORRECT, LNKIT_COURSE, WRONG, student, write_submission
 from lnkit import checks
 from lnkit.checks import _engine
-from lnkit.grading import wire
-from lnkit.grading.intake import course_secret, hidden_cases_key, submission_digest
+from nbgrader_sandbox import proxy, wire
+from nbgrader_sandbox.intake import course_secret, hidden_cases_key, submission_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -122,7 +122,7 @@ def test_a_key_needs_the_secret_and_every_part():
 
 _GRADE = r'''
 import json, sys
-from lnkit.grading import preprocessors as P
+from nbgrader_sandbox import preprocessors as P
 
 jobs = []
 P.SafeExecute.preprocess = lambda self, nb, resources=None, km=None: (nb, resources)  # no kernel: only the job
@@ -194,35 +194,19 @@ def smuggler(kind: str):
     return namespace["layer_norm"]
 
 
-class _Refused(Exception):
-    __lnkit_remote_error__ = True
-
-    def __init__(self, kind: str, **fields):
-        super().__init__(kind)
-        self.kind = kind
-        self.__dict__.update(fields)
-
-    def describe(self, fname):
-        return f"{fname}: refused"
-
-
-class Remote:
-    """Stands for a RemoteFunction whose student server answers what a student's own server could: an exception of
-    any name and message, or a "reference" called by any name, all made from the hidden input."""
-
-    __lnkit_remote__ = True
+class Remote(proxy.StudentFunction):
+    """A StudentFunction whose student server answers what a student's own server could: an exception of any name
+    and message, or a "reference" called by any name, all made from the hidden input."""
 
     def __init__(self, how: str):
+        super().__init__(server=None, name="layer_norm")
         self.how = how
-
-    def __call__(self, *args, **kwargs):
-        return self.remote_call(args, kwargs)
 
     def remote_call(self, args, kwargs, **_):
         text = "".join(f"{v:.5f}" for v in np.ravel(args[0])[:6])
         if self.how == "reference":
-            raise _Refused("reference", called=f"lnkit.x{text}".replace("-", "m").replace(".", "_"))
-        raise _Refused("raised", type_name=f"E{text}", message=f"INPUT {text}")
+            raise proxy.ReferenceCalled(f"lnkit.x{text}".replace("-", "m").replace(".", "_"))
+        raise proxy.StudentRaised.of(f"E{text}", f"INPUT {text}")
 
 
 def _numbers(text: str) -> list[str]:
@@ -334,7 +318,7 @@ def test_text_from_the_wire_is_cut_on_the_checker_side():
 
 
 def test_the_graded_outputs_are_bounded_whatever_the_verdict_holds():
-    from lnkit.grading.preprocessors import _bounded, _outputs
+    from nbgrader_sandbox.preprocessors import _bounded, _outputs
 
     verdict = _bounded({"passed": False, "stdout": "p" * HUGE, "ename": "A" * HUGE, "evalue": "m" * HUGE})
     size = len(json.dumps(_outputs(verdict)))
@@ -346,7 +330,7 @@ def test_the_graded_outputs_are_bounded_whatever_the_verdict_holds():
 def test_a_24_megabyte_exception_class_makes_a_verdict_of_a_few_kilobytes():
     """Through the real student server (in its sandbox) and the checker: raised by the function, by a cell of the
     notebook at load time, and by a test cell that calls the function itself."""
-    from lnkit.grading.checker import run_job
+    from nbgrader_sandbox.checker import run_job
 
     raising = (f"def layer_norm(x, gamma, beta, eps=1e-5):\n"
                f"    raise type('A' * {HUGE}, (Exception,), {{}})('m' * {HUGE})\n")
@@ -357,7 +341,8 @@ def test_a_24_megabyte_exception_class_makes_a_verdict_of_a_few_kilobytes():
              {"grade_id": "direct",
               "source": "import numpy as np\nlayer_norm(np.ones((2, 3)), np.ones(3), np.zeros(3))"}]
     out = run_job({"cells": ["import numpy as np", raising, at_load], "tests": tests,
-                   "limits": {"call_seconds": 5, "start_seconds": 20}, "hidden_key": KEY.hex()})
+                   "course": LNKIT_COURSE, "limits": {"call_seconds": 5, "start_seconds": 20},
+                   "hidden_key": KEY.hex()})
     size = len(json.dumps(out))
     assert size < 16 * 1024, size
     verdicts = {v["grade_id"]: v for v in out["verdicts"]}

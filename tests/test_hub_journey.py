@@ -466,9 +466,9 @@ def test_hub_journey(hub, browser):
     student0 = next(iter(STUDENTS))
     assert as_user(hub, student0, "cat", str(solution)).returncode == 0  # the danger, shown
     with steps("instructor runs the course check and its fix"):
-        found = as_user(hub, INSTRUCTOR, "python", "-m", "lnkit.grading.course_check", str(course))
+        found = as_user(hub, INSTRUCTOR, "python", "-m", "nbgrader_sandbox.course_check", str(course))
         assert found.returncode == 1 and f"chmod -R o-rwx {course / 'solutions'}" in found.stdout, found.stdout
-        fixed = as_user(hub, INSTRUCTOR, "python", "-m", "lnkit.grading.course_check", "--fix", str(course))
+        fixed = as_user(hub, INSTRUCTOR, "python", "-m", "nbgrader_sandbox.course_check", "--fix", str(course))
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     print("  course check before the fix:\n" + found.stdout)
     denied = as_user(hub, student0, "cat", str(solution))
@@ -548,7 +548,7 @@ def test_hub_journey(hub, browser):
         with steps(f"instructor collects {assignment}"):
             formgrader_action(fg, assignment, "collect", f"collected-{assignment}")
     with steps("instructor runs the course check again after collecting"):
-        after = as_user(hub, INSTRUCTOR, "python", "-m", "lnkit.grading.course_check", "--fix", str(course))
+        after = as_user(hub, INSTRUCTOR, "python", "-m", "nbgrader_sandbox.course_check", "--fix", str(course))
         assert after.returncode == 0, after.stdout + after.stderr
     print("  course check after collect:\n" + after.stdout)
     for name in STUDENTS:

@@ -127,7 +127,7 @@ def test_instructor_commands_run_as_written():
         assert not (course / "solutions").stat().st_mode & 0o007
         assert not (course / "submitted").stat().st_mode & 0o007
         assert (course / "exercises").stat().st_mode & 0o005
-        from lnkit.grading.course_check import check_course
+        from nbgrader_sandbox.course_check import check_course
 
         assert [e for e in check_course(course) if e.secret in ("solutions", "submitted")] == []
 

@@ -124,8 +124,8 @@ def course_config():
 # --- fast --------------------------------------------------------------------------------------------------------
 
 def test_safe_outputs_keeps_only_inert_types():
-    from lnkit.grading.integrity import METADATA_KEY
-    from lnkit.grading.preprocessors import SafeOutputs
+    from nbgrader_sandbox.integrity import METADATA_KEY
+    from nbgrader_sandbox.preprocessors import SafeOutputs
 
     nb, _ = SafeOutputs().preprocess(vector_notebook(port=1), {})
     outputs = nb.cells[1].outputs
@@ -144,7 +144,7 @@ def test_safe_outputs_keeps_only_inert_types():
 
 
 def test_safe_outputs_keeps_a_clean_notebook_as_it_is():
-    from lnkit.grading.preprocessors import SafeOutputs
+    from nbgrader_sandbox.preprocessors import SafeOutputs
 
     nb = new_notebook(cells=[new_code_cell("1", outputs=[new_output("execute_result", data={"text/plain": "1"},
                                                                     execution_count=1)]),
@@ -197,7 +197,7 @@ def _markup(html: str) -> tuple[set[str], list[tuple[str, str]], str]:
 def test_safe_exporter_refuses_to_render_unsanitized():
     from traitlets.config import Config
 
-    from lnkit.grading.render import SafeHTMLExporter
+    from nbgrader_sandbox.render import SafeHTMLExporter
 
     config = Config()
     config.HTMLExporter.sanitize_html = False
@@ -294,7 +294,7 @@ def _stock_feedback(path: Path, config, exporter_class) -> str:
 @pytest.mark.slow
 def test_the_safe_exporter_runs_none_of_them(browser, hits, tmp_path):
     """A notebook graded before SafeOutputs existed, outputs and all: the exporter alone keeps it inert."""
-    from lnkit.grading.render import SafeHTMLExporter
+    from nbgrader_sandbox.render import SafeHTMLExporter
 
     nbformat.write(vector_notebook(hits.port), tmp_path / "n.ipynb")
     html = _stock_feedback(tmp_path / "n.ipynb", course_config(), SafeHTMLExporter)
@@ -354,7 +354,7 @@ def graded_course(tmp_path_factory, hits):
 
 @pytest.mark.slow
 def test_autograde_keeps_only_inert_outputs(graded_course):
-    from lnkit.grading.integrity import METADATA_KEY
+    from nbgrader_sandbox.integrity import METADATA_KEY
 
     nb = nbformat.read(graded_course / "autograded" / STUDENT / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
@@ -363,7 +363,7 @@ def test_autograde_keeps_only_inert_outputs(graded_course):
     dropped = {d["kind"] for d in nb.metadata[METADATA_KEY]["unsafe_outputs"]}
     assert {"text/html", "application/javascript", "image/svg+xml", "attachment", "metadata.widgets"} <= dropped
     # and the integrity report tells the instructor, in its own words
-    from lnkit.grading.integrity import scan_graded
+    from nbgrader_sandbox.integrity import scan_graded
 
     content = [f for f in scan_graded(str(graded_course), ASSIGNMENT, STUDENT, [ASSIGNMENT]) if f.kind == "content"]
     assert len(content) == 1 and "text/html" in content[0].detail and "removed" in content[0].detail, content
@@ -453,7 +453,7 @@ def test_the_manual_grading_page_runs_nothing_the_student_wrote(browser, hits, g
 def test_the_policy_alone_stops_every_vector(browser, hits, tmp_path, monkeypatch, policy):
     """Defence in depth: with the cleaning and SafeOutputs switched off, the page's Content-Security-Policy alone
     still lets no vector run (and without it they do: the policy is what stops them)."""
-    from lnkit.grading import preprocessors, render
+    from nbgrader_sandbox import preprocessors, render
 
     monkeypatch.setattr(render, "clean_html", lambda html: str(html))
     monkeypatch.setattr(preprocessors.SafeOutputs, "preprocess", lambda self, nb, resources: (nb, resources))
@@ -474,7 +474,7 @@ def test_the_policy_alone_stops_every_vector(browser, hits, tmp_path, monkeypatc
 
 def test_safe_outputs_cuts_what_is_too_large_to_show():
     """Sizes are the student's too: a 24 MB exception class name, one endless line, a huge image."""
-    from lnkit.grading.preprocessors import SafeOutputs
+    from nbgrader_sandbox.preprocessors import SafeOutputs
 
     huge = "A" * 24_000_000
     nb = new_notebook(cells=[new_code_cell("x", outputs=[

@@ -1,4 +1,4 @@
-"""Intake (lnkit.grading.intake) on real folders: what it moves aside, what it records, and what happens when it
+"""Intake (nbgrader_sandbox.intake) on real folders: what it moves aside, what it records, and what happens when it
 cannot do its work. The failure corpus (tests/failures.py) grades such submissions through the real commands; these
 tests pin the folder-level behaviour, including the failures a whole grading run cannot easily provoke."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lnkit.grading import integrity, intake
+from nbgrader_sandbox import integrity, intake
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 BIN = Path(sys.executable).parent  # nbgrader runs `alembic` from PATH: the venv's bin/ first
@@ -165,7 +165,7 @@ def _course_with_an_uncheckable_submission(place) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["nbgrader autograde", "python -m lnkit.grading autograde"])
+@pytest.mark.parametrize("command", ["nbgrader autograde", "python -m nbgrader_sandbox autograde"])
 def test_an_uncheckable_submission_fails_alone_and_the_command_says_so(tmp_path, command):
     """Through the real commands: the student intake could not check is not graded, the students after it are, and
     the exit status says that not all were (nbgrader's own behaviour for a student it cannot grade)."""
@@ -173,7 +173,7 @@ def test_an_uncheckable_submission_fails_alone_and_the_command_says_so(tmp_path,
 
     course = _course_with_an_uncheckable_submission(tmp_path)
     argv = ([str(BIN / "nbgrader"), "autograde", "01-layernorm"] if command.startswith("nbgrader") else
-            [sys.executable, "-m", "lnkit.grading", "autograde", "01-layernorm", "--jobs", "2", "--no-progress"])
+            [sys.executable, "-m", "nbgrader_sandbox", "autograde", "01-layernorm", "--jobs", "2", "--no-progress"])
     out = subprocess.run(argv, cwd=course, env=ENV, capture_output=True, text=True)
     said = out.stdout + out.stderr
     assert out.returncode == 1, said[-3000:]

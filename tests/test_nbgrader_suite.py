@@ -32,9 +32,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
-from lnkit.grading import integrity
-from lnkit.grading.checker import run_job
-from lnkit.grading.preprocessors import CheckOutsideKernel, RunnableOutsideKernel, outside_problem
+from nbgrader_sandbox import integrity
+from nbgrader_sandbox.checker import run_job
+from nbgrader_sandbox.preprocessors import CheckOutsideKernel, RunnableOutsideKernel, outside_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -77,7 +77,7 @@ def _write(record):
 
 
 def pytest_configure(config):
-    from lnkit.grading import preprocessors
+    from nbgrader_sandbox import preprocessors
 
     checked = preprocessors.CheckOutsideKernel.preprocess
 
@@ -90,7 +90,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    from lnkit.grading.preprocessors import OverwriteCellsFromSource
+    from nbgrader_sandbox.preprocessors import OverwriteCellsFromSource
 
     for item in items:
         module = getattr(item, "module", None)
@@ -136,7 +136,7 @@ def test_the_injected_config_is_the_course_grading_config(tmp_path):
     assert "CourseDirectory" in course and "CourseDirectory" not in injected
     del course["CourseDirectory"]
     assert injected == course
-    assert "lnkit.grading.preprocessors.CheckOutsideKernel" in injected.Autograde.autograde_preprocessors
+    assert "nbgrader_sandbox.preprocessors.CheckOutsideKernel" in injected.Autograde.autograde_preprocessors
 
 
 def _site_tests() -> Path:
@@ -326,7 +326,7 @@ def test_no_execute_runs_no_student_code_and_keeps_the_saved_outputs(tmp_path, m
     config.Execute.enabled = False
     nb, _ = CheckOutsideKernel(config=config).preprocess(nb, resources)
     assert nb.cells[1].outputs == saved
-    assert nb.metadata["lnkit_grading"]["not_executed"] is True
+    assert nb.metadata["nbgrader_sandbox"]["not_executed"] is True
     graded = tmp_path / "autograded" / "foo" / "ps1" / "p1.ipynb"  # and the integrity report says so
     graded.parent.mkdir(parents=True)
     nbformat.write(nb, graded)

@@ -1,4 +1,4 @@
-"""Reports no student can write into (lnkit.grading.integrity): every student string, escaped, on its own line and in
+"""Reports no student can write into (nbgrader_sandbox.integrity): every student string, escaped, on its own line and in
 its own field; a student's name and a flag's kind never come from student text.
 
 The attack: an exception message (or a file name, or a folder name) holding "\\n\\n## <classmate>\\n- **reference**
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lnkit.grading import integrity
+from nbgrader_sandbox import integrity
 
 ASSIGNMENT = "01-layernorm"
 FORGED = "\n\n## classmate\n- **reference** (01-layernorm): called the reference\n\n"

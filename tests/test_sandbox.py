@@ -1,4 +1,4 @@
-"""The sandbox student code runs in (lnkit.grading.sandbox), seen from inside, as root and as an ordinary user.
+"""The sandbox student code runs in (nbgrader_sandbox.sandbox), seen from inside, as root and as an ordinary user.
 
 Each test runs a probe inside a real bubblewrap sandbox and asserts on what it could see and do: no course folder,
 no lnkit, no network, no other process, nothing writable but its own size-capped folders, the grader's environment
@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from corpus import LNKIT_COURSE
+
 from accounts import as_user, make_user, remove_user, user_python
-from lnkit.grading import sandbox
-from lnkit.grading.checker import run_job
-from lnkit.grading.kernel import GradingSandbox
+from nbgrader_sandbox import sandbox
+from nbgrader_sandbox.checker import run_job
+from nbgrader_sandbox.settings import GradingSandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +119,7 @@ def test_an_ordinary_user_gets_the_same_sandbox(listener, tmp_path_factory):
     try:
         os.chmod(base, 0o755)
         python = user_python(base)
-        code = ("import json, sys\nfrom lnkit.grading import sandbox\n"
+        code = ("import json, sys\nfrom nbgrader_sandbox import sandbox\n"
                 "box = sandbox.Sandbox(key='alice/01', limits=sandbox.Limits(tmp_bytes=16 * 1024**2))\n"
                 f"print(json.dumps(box.python_argv({PROBE!r}, *sys.argv[1:])))\n")
         argv = json.loads(as_user(name, str(python), "-c", code, str(ROOT), str(listener), env={"PATH": "/usr/bin:/bin",
@@ -190,7 +192,7 @@ TEST = "from lnkit.checks import check_layer_norm\ncheck_layer_norm(layer_norm)\
 
 def grade(source: str) -> dict:
     return run_job({"cells": [source], "tests": [{"grade_id": "t", "source": TEST}],
-                    "limits": {"call_seconds": 0.1, "start_seconds": 10}})["verdicts"][0]
+                    "course": LNKIT_COURSE, "limits": {"call_seconds": 0.1, "start_seconds": 10}})["verdicts"][0]
 
 
 def test_call_limits_count_cpu_seconds_not_the_clock_even_under_load():

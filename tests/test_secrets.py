@@ -1,8 +1,8 @@
 """Hidden cases drawn from a course's secret: a correct answer passes them whatever the secret and whoever the
 student, a wrong one fails.
 
-Grading draws every hidden case from a key per submission, derived from the course's secret (.lnkit-secret beside the
-gradebook), the student and what they submitted (lnkit.grading.intake.hidden_cases_key, passed to
+Grading draws every hidden case from a key per submission, derived from the course's secret (.grading-secret beside the
+gradebook), the student and what they submitted (nbgrader_sandbox.intake.hidden_cases_key, passed to
 lnkit.checks.set_hidden_secret), so each submission is graded on inputs no student could know or carry from another
 grading. That is only fair if the inputs a key can produce never fail a correct answer on rounding: here every check
 grades the course's correct answers (and a second, float32-only one, computed the way fast code is) under many random
@@ -19,7 +19,7 @@ import pytest
 
 from corpus import CHECKS, WRONG, student
 from lnkit import checks
-from lnkit.grading.intake import hidden_cases_key
+from nbgrader_sandbox.intake import hidden_cases_key
 
 SECRETS = [bytes([i]) * 4 + os.urandom(28) for i in range(40)]
 # the keys grading derives: one course's secret, 40 students, each with a submission of their own

@@ -11,19 +11,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corpus import ALSO_RIGHT, CORRECT
-from lnkit.grading import wire
-from lnkit.grading.checker import run_job
-from lnkit.grading.remote import Limits, RemoteFunction, StudentServer
+from corpus import ALSO_RIGHT, CORRECT, LNKIT_COURSE
+from nbgrader_sandbox import wire
+from nbgrader_sandbox.checker import run_job
+from nbgrader_sandbox.course import load as load_course
+from nbgrader_sandbox.proxy import StudentFunction
+from nbgrader_sandbox.remote import Limits, StudentServer
 
 LIMITS = {"call_seconds": 2, "start_seconds": 10}
+LNKIT = load_course(LNKIT_COURSE)
 TEST_LN = "from lnkit.checks import check_layer_norm\n\ncheck_layer_norm(layer_norm)\n"
 TEST_VIA_RMS = "from lnkit.checks import check_layer_norm_via_rms\n\ncheck_layer_norm_via_rms(layer_norm_via_rms)\n"
 
 
 def grade(cells: list[str], test: str, **limits) -> dict:
     out = run_job({"cells": ["import numpy as np", *cells], "tests": [{"grade_id": "t", "source": test}],
-                   "limits": {**LIMITS, **limits}})
+                   "course": LNKIT_COURSE, "limits": {**LIMITS, **limits}})
     return out["verdicts"][0]
 
 
@@ -102,7 +105,7 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 
 
 def test_the_call_reply_carries_no_time_and_no_claim_about_the_computation():
-    server = StudentServer(["import numpy as np", CORRECT["layer_norm"]], Limits(**LIMITS))
+    server = StudentServer(["import numpy as np", CORRECT["layer_norm"]], Limits(**LIMITS), course=LNKIT)
     try:
         server.ensure_started()
         header = {"op": "call", "name": "layer_norm", "args": None, "kwargs": None}
@@ -148,9 +151,9 @@ def test_the_stand_in_takes_the_name_even_where_the_notebook_has_no_rms_norm():
 def test_np_var_scores_out_of_the_kernel_too(right, capsys):
     from lnkit import checks
 
-    server = StudentServer(["import numpy as np", right.source], Limits(**LIMITS))
+    server = StudentServer(["import numpy as np", right.source], Limits(**LIMITS), course=LNKIT)
     try:
-        function = RemoteFunction(server, right.function)
+        function = StudentFunction(server, right.function)
         for part in ("contract", "near-zero", "far-from-zero"):
             checks.check_running_stats(function, part=part)
             checks.check_running_stats(function, part=part, hidden=True)

@@ -1,4 +1,4 @@
-"""The similarity report (lnkit.grading.similarity): planted copies are flagged, honest answers are not.
+"""The similarity report (nbgrader_sandbox.similarity): planted copies are flagged, honest answers are not.
 
 The class: seven honest answers to 01-layernorm, written independently (tests/similarity_corpus.py; each passes
 lnkit's checks), three students who copied one of them and disguised it (names renamed, comments and blank lines
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from corpus import CORRECT, write_submission
+from corpus import CORRECT, LNKIT_COURSE, write_submission
 from similarity_corpus import HONEST, PLANTED
 
 pytest.importorskip("copydetect", reason="copydetect comes with lnkit[grading]")
 
-from lnkit.grading import similarity  # noqa: E402
+from nbgrader_sandbox import similarity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "01-layernorm"
@@ -35,6 +35,7 @@ def make_course(root: Path, answers: dict) -> Path:
     """A course folder: the real release, the book, and one submission per student."""
     shutil.copytree(ROOT / "exercises" / ASSIGNMENT, root / "exercises" / ASSIGNMENT)
     os.symlink(ROOT / "book", root / "book")
+    (root / "nbgrader_config.py").write_text(f"c = get_config()\nc.GradingSandbox.course = {LNKIT_COURSE!r}\n")
     release = root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     for student, cells in answers.items():
         write_submission(release, cells, root / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
@@ -172,12 +173,12 @@ def test_threshold_is_the_instructors(graded, monkeypatch):
 def test_command_line(graded):
     course, _, _ = graded
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "lnkit.grading.similarity", ASSIGNMENT, "--course", str(course),
+    out = subprocess.run([sys.executable, "-m", "nbgrader_sandbox.similarity", ASSIGNMENT, "--course", str(course),
                           "--html", str(course / "cli.html")], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "55 pairs compared; 4 flagged at 60%" in out.stdout, out.stdout
     assert "bob ~ mallory" in out.stdout and (course / "cli.html").exists()
-    bad = subprocess.run([sys.executable, "-m", "lnkit.grading.similarity", ASSIGNMENT, "--course", str(course),
+    bad = subprocess.run([sys.executable, "-m", "nbgrader_sandbox.similarity", ASSIGNMENT, "--course", str(course),
                           "--threshold", "lots"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "threshold must be a number" in bad.stderr
 
@@ -212,7 +213,7 @@ def test_the_tokeniser_fails_one_student_at_a_time(monkeypatch):
     """Whatever the tokeniser meets (an exception, MemoryError included; a crash; CPU time past the budget), that
     student alone is reported, and the students after it are tokenised all the same."""
     sabotage = (
-        "import os, signal, lnkit.grading.similarity as s\n"
+        "import os, signal, nbgrader_sandbox.similarity as s\n"
         "s.TOKENISE_CPU_SECONDS = 1\n"
         "real = s.filter_code\n"
         "def filter_code(code):\n"

@@ -1,4 +1,4 @@
-"""The parallel command's worker protocol (lnkit.grading.worker, parallel._Worker): JSON only, in both directions.
+"""The parallel command's worker protocol (nbgrader_sandbox.worker, parallel._Worker): JSON only, in both directions.
 
 A student id is a folder name, which may hold anything but "/": a newline, or a first "{". Under the old protocol
 (ids as bare lines, a line starting with "{" a command), such a folder turned into a command, or into two students.
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lnkit.grading import parallel
+from nbgrader_sandbox import parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -2,7 +2,7 @@
 
 A check builds a :class:`_Spec` (the function's name, its reference answers, the known mistakes with their messages)
 and a list of :class:`_Case` inputs, and hands both to :func:`_run`. The hidden cases of the graded notebooks come from
-:func:`_rng`: out of the student's kernel (lnkit.grading) it is seeded from a key the grader derives from the
+:func:`_rng`: out of the student's kernel (nbgrader_sandbox) it is seeded from a key the grader derives from the
 instructor's secret, the student and the submission's content, which is not in this package, so knowing every line of
 it does not tell the hidden inputs, and the inputs one grading drew fit no other submission. A message about a hidden
 case names its kind, the mistake and the chapter's section, never its values, what was expected or what the function
@@ -37,8 +37,8 @@ _hidden_secret: bytes | None = None
 def set_hidden_secret(secret: bytes | None) -> None:
     """Draw every hidden case from ``secret`` from now on (None: back to the public HIDDEN_SEED).
 
-    lnkit.grading's checker calls it with the key of the submission it grades (an HMAC of the course's secret, the
-    student, the assignment, the notebook and the submission's content; lnkit.grading.intake.hidden_cases_key) before
+    nbgrader_sandbox's checker calls it with the key of the submission it grades (an HMAC of the course's secret, the
+    student, the assignment, the notebook and the submission's content; nbgrader_sandbox.intake.hidden_cases_key) before
     it runs the instructor's test cells, so the graded hidden inputs cannot be rebuilt from this package's source, and
     differ for every student and every submission.
     """
@@ -276,14 +276,14 @@ class _Spec:
     # (what the mistake is, its answers) or (..., tag): show a failing case with that tag when there is one
     variants: Sequence[tuple] = ()
     tag_rules: Sequence[tuple[str, str]] = ()  # (tag, message) when every failing case has the tag
-    lnkit_files: Sequence[str] = ("norms.py", "_torch.py")
+    lnkit_files: Sequence[str] = ("norms.py", "blocked.py", "_torch.py")
     integers: bool = False  # the answers are Python ints
     scalars: bool = False  # the answers are real numbers: a Python float or a NumPy floating scalar, any precision
     spy_extra: Callable | None = None  # one more profiler rule, in the student's own kernel only (never graded on)
     select: tuple | None = None  # grade only these outputs (indices into outnames); the others are not compared
     returns: tuple = ()  # every output the function returns (set by _run)
     contract_only: bool = False  # check only the contract: types, shapes, dtypes, inputs left alone, no reference
-    # Out of the kernel (lnkit.grading), the student's function runs in another process, where each name in stand_in
+    # Out of the kernel (nbgrader_sandbox), the student's function runs in another process, where each name in stand_in
     # is replaced during the call by the stand-in the grading makes from its parameters (chapter 5's rms_norm, made
     # from its factor). No profiler runs there: that process is the student's, and so would be its findings.
     stand_in: dict = field(default_factory=dict)
@@ -334,23 +334,27 @@ def _not_written(spec: _Spec) -> _Stop:
     )
 
 
-def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict):
-    """The student's function runs in the student server (lnkit.grading): ``(out, args as they are after the call)``.
+def _grader_proxy():
+    """The grader's public protocol (nbgrader_sandbox.proxy) when grading runs in this process, else None. Never
+    imported from here: students have no grader, and where it is not loaded no student function can be a proxy."""
+    return sys.modules.get("nbgrader_sandbox.proxy")
 
-    What comes back is plain data rebuilt from bytes; every way the call can go wrong arrives as an exception that
-    carries ``kind`` and says itself to the student.
+
+def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict, proxy):
+    """The student's function runs in their sandbox (nbgrader_sandbox): ``(out, args as they are after the call)``.
+
+    What comes back is plain data rebuilt from bytes; every way the call can go wrong arrives as one of the proxy's
+    StudentCodeProblem exceptions, which says itself to the student.
     """
     try:
         out, after = student.remote_call(args, kwargs, stand_in=spec.stand_in)
-    except Exception as e:  # noqa: BLE001 - only the grading's own problems are handled here
-        if not getattr(type(e), "__lnkit_remote_error__", False):
-            raise
-        if e.kind == "raised":
-            if e.type_name == "NotImplementedError":
-                raise _not_written(spec) from None
-            return _Failure(case, "error", detail=_error_detail(e.type_name, e.message), error_type=e.type_name), args
-        if e.kind == "reference":
-            raise _Stop(_reference_message(spec, e.called)) from None
+    except proxy.StudentRaised as e:
+        if e.type_name == "NotImplementedError":
+            raise _not_written(spec) from None
+        return _Failure(case, "error", detail=_error_detail(e.type_name, e.message), error_type=e.type_name), args
+    except proxy.ReferenceCalled as e:
+        raise _Stop(_reference_message(spec, e.called)) from None
+    except proxy.StudentCodeProblem as e:
         raise _Stop(f"{_cut(e.describe(spec.fname), MESSAGE_CHARS)}\n  input: {_show_case(spec, case)}") from None
     after = tuple(a if b is None else b for a, b in zip(args, list(after) + [None] * len(args)))
     return out, after
@@ -359,8 +363,9 @@ def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict):
 def _call(spec: _Spec, student: Callable, case: _Case) -> tuple:
     args = tuple(_fresh(a) for a in case.args)
     kwargs = {k: _fresh(v) for k, v in case.kwargs.items()}
-    if getattr(student, "__lnkit_remote__", False):
-        out, args = _call_remote(spec, student, case, args, kwargs)
+    proxy = _grader_proxy()
+    if proxy is not None and isinstance(student, proxy.StudentFunction):
+        out, args = _call_remote(spec, student, case, args, kwargs, proxy)
         if isinstance(out, _Failure):
             return out
         return _checked_call(spec, case, args, out)

@@ -17,8 +17,8 @@ from ._engine import (
 
 
 # The sublayer and the norm the wiring checks pass, as source text: these checks define their classes from it, and the
-# grading server (lnkit.grading.server), which imports nothing of lnkit, defines the same classes from the same text.
-SUPPORT_SOURCE = '''
+# grading server (nbgrader_sandbox.server), which imports nothing of lnkit, defines the same classes from the same text.
+CARRIED_SOURCE = '''
 import numpy as np
 
 
@@ -63,20 +63,20 @@ class Norm:
         y = (zw - mean) / np.sqrt(var + 1e-5) * self.gamma + self.beta
         return y.astype(z.dtype if z.dtype.kind == "f" else np.float64)
 '''
-_support: dict = {}
-exec(SUPPORT_SOURCE, _support)  # noqa: S102 - our own text, above
-_Linear, _Norm = _support["Linear"], _support["Norm"]
+_carried: dict = {}
+exec(CARRIED_SOURCE, _carried)  # noqa: S102 - our own text, above
+Linear, Norm = _carried["Linear"], _carried["Norm"]
 
 
 def _linear(rng, c, dtype):
     w = (rng.standard_normal((c, c)) / np.sqrt(c)).astype(dtype)
     b = (0.3 * rng.standard_normal(c)).astype(dtype)
-    return _Linear(w, b, f"sublayer(z) = z @ w + b, a random linear map of {c} features")
+    return Linear(w, b, f"sublayer(z) = z @ w + b, a random linear map of {c} features")
 
 
 def _norm(rng, c):
     gamma, beta = rng.normal(1.0, 0.3, size=c), rng.normal(0.0, 0.3, size=c)
-    return _Norm(gamma, beta, f"norm(z) = LayerNorm of z's {c} features, with a random gain and bias")
+    return Norm(gamma, beta, f"norm(z) = LayerNorm of z's {c} features, with a random gain and bias")
 
 
 def _wiring_cases(hidden: bool, seed: int) -> list[_Case]:
@@ -112,7 +112,7 @@ def _wiring_check(check, fname, student, hidden, seed, expected_form, variants):
     def answer(form):
         def f(case):
             x, s, n = case.args
-            s2, n2 = _Linear.from_state(s.state()), _Norm.from_state(n.state())  # fresh call counters
+            s2, n2 = Linear.from_state(s.state()), Norm.from_state(n.state())  # fresh call counters
             return (np.asarray(forms[form](x, s2, n2)).astype(x.dtype),)
 
         return f

@@ -1,16 +1,14 @@
 """The checker's side of the student server: start it, bind each student function to a proxy, report what went wrong.
 
-A :class:`RemoteFunction` is what a test cell's ``check_layer_norm(layer_norm)`` receives when it runs out of the
-student's kernel. ``lnkit.checks`` recognizes it (``__lnkit_remote__``) and calls :meth:`RemoteFunction.remote_call`,
-which returns plain values rebuilt from bytes, or raises a :class:`RemoteProblem` that the check turns into a
+A :class:`~.proxy.StudentFunction` is what a test cell's ``check_layer_norm(layer_norm)`` receives when it runs out of
+the student's kernel. The course's check recognizes it (see :mod:`.proxy`) and calls its ``remote_call``, which comes
+here and returns plain values rebuilt from bytes, or raises a :class:`~.proxy.StudentCodeProblem` that the check turns into a
 student-facing message: the student's own exception, a reference called, a time limit, the memory limit, a process
 that died, a result that is not plain data.
 """
 
 from __future__ import annotations
 
-import builtins
-import functools
 import os
 import select
 import signal
@@ -20,6 +18,9 @@ import time
 from dataclasses import dataclass, field
 
 from . import sandbox, wire
+from .course import Course
+from .proxy import (CallTimeout, MemoryLimit, NotDefined, ProcessDied, ReferenceCalled, RefusedResult,
+                    StudentCodeProblem, StudentRaised)
 
 
 @dataclass
@@ -48,151 +49,11 @@ class Limits:
         if not isinstance(self.memory_bytes, int) or self.memory_bytes < 256 * 1024**2:
             raise ValueError(f"Limits.memory_bytes must be an int of at least 256 MiB; got {self.memory_bytes!r}")
         self.packages = tuple(self.packages)
-        if "lnkit" in self.packages:
-            raise ValueError("Limits.packages: lnkit cannot be granted to graded code (its checks and references "
-                             "live there); grant the packages the exercise needs, such as numpy")
         self.files = tuple(tuple(f) for f in self.files)
 
 
 class SandboxRefused(RuntimeError):
     """No sandbox can be made here and the instructor did not opt out: student code is not run at all."""
-
-
-class RemoteProblem(Exception):
-    """A call that did not return plain values. ``kind`` says why; ``describe()`` says it to the student."""
-
-    __lnkit_remote_error__ = True
-    kind = "problem"
-
-    def describe(self, fname: str) -> str:
-        return f"{fname}: {self}"
-
-
-class StudentRaised(RemoteProblem):
-    kind = "raised"
-
-    def __init__(self, type_name: str, message: str):
-        super().__init__(f"{type_name}: {message}")
-        self.type_name, self.message = type_name, message
-
-    @classmethod
-    def of(cls, type_name: str, message: str) -> StudentRaised:
-        """The student's exception as the checker raises it: when it is a built-in exception (``ValueError``), also
-        an instance of that type, so that a test cell's ``except ValueError`` catches it as it would in the kernel."""
-        return _raised_type(type_name)(type_name, message)
-
-
-@functools.lru_cache(maxsize=None)
-def _raised_type(type_name: str) -> type:
-    builtin = getattr(builtins, type_name, None) if type_name.isidentifier() else None
-    if not (isinstance(builtin, type) and issubclass(builtin, Exception)) or builtin is Exception:
-        return StudentRaised
-    try:
-        return type(type_name, (StudentRaised, builtin), {"__module__": "builtins", "__str__": BaseException.__str__})
-    except TypeError:  # a built-in whose layout cannot be combined (OSError's family): the plain kind
-        return StudentRaised
-
-
-class ReferenceCalled(RemoteProblem):
-    kind = "reference"
-
-    def __init__(self, called: str):
-        super().__init__(called)
-        self.called = called
-
-
-class CallTimeout(RemoteProblem):
-    kind = "timeout"
-
-    def __init__(self, seconds: float, starting: bool = False):
-        super().__init__(seconds)
-        self.seconds, self.starting = seconds, starting
-
-    def describe(self, fname: str) -> str:
-        if self.starting:
-            return (f"the notebook's code did not finish running within {self.seconds:g} s, so {fname} could not be "
-                    f"tested. Remove long-running or endless code from your cells.")
-        return (f"{fname} did not return within the time limit of {self.seconds:g} s per call (an endless loop, "
-                f"or far too slow): it was stopped.")
-
-
-class MemoryLimit(RemoteProblem):
-    kind = "memory"
-
-    def __init__(self, limit: int, detail: str = ""):
-        super().__init__(detail)
-        self.limit = limit
-
-    def describe(self, fname: str) -> str:
-        how = ("its processes together passed it: the sandbox was stopped" if self.whole
-               else "the call tried to allocate more (MemoryError)")
-        return (f"{fname} ran out of memory: grading gives each student {self.limit / 1024**3:g} GiB (the memory "
-                f"limit), and {how}.")
-
-    @property
-    def whole(self) -> bool:
-        """Stopped by the sandbox's supervisor (all its processes together), not a MemoryError in one of them."""
-        return str(self).startswith("its processes together")
-
-
-class ProcessDied(RemoteProblem):
-    kind = "died"
-
-    def __init__(self, detail: str, starting: bool = False):
-        super().__init__(detail)
-        self.detail, self.starting = detail, starting
-
-    def describe(self, fname: str) -> str:
-        when = "while the notebook's code was running" if self.starting else f"during a call of {fname}"
-        return (f"the process running your code stopped {when} ({self.detail}), so {fname} could not be tested. "
-                f"Code must never end the process (os._exit, sys.exit in a loop, a crash).")
-
-
-class RefusedResult(RemoteProblem):
-    kind = "refused"
-
-    def __init__(self, type_name: str, why: str):
-        super().__init__(f"{type_name} ({why})")
-        self.type_name, self.why = type_name, why
-
-    def describe(self, fname: str) -> str:
-        return (f"{fname} returned a {self.type_name} ({self.why}), not a plain NumPy array or Python number. "
-                f"Return `np.ndarray` results (for example `np.asarray(result)`): an object that is not plain data "
-                f"could make any comparison pass, so grading refuses it.")
-
-
-class NotDefined(RemoteProblem, NameError):
-    kind = "missing"
-
-    def describe(self, fname: str) -> str:
-        return (f"{fname} is not defined by your notebook's code (a NameError): run the cell that defines it, and "
-                f"keep its name as given.")
-
-
-def _special(v):
-    """Chapter 6's sublayer and norm: sent as their plain state and rebuilt on the server by the support source."""
-    from lnkit.checks.ch06_pre_post_ln import _Linear, _Norm
-
-    if type(v) is _Linear:
-        return "Linear", v.state()
-    if type(v) is _Norm:
-        return "Norm", v.state()
-    return None
-
-
-def _support_source() -> str:
-    from lnkit.checks.ch06_pre_post_ln import SUPPORT_SOURCE
-
-    return SUPPORT_SOURCE
-
-
-def _stand_in_source(name: str) -> str:
-    """The source that defines ``make_<name>(*params)``, which makes the stand-in of that name for one call."""
-    from lnkit.checks.ch05_rmsnorm import STAND_IN_SOURCE
-
-    if name != "rms_norm":
-        raise ValueError(f"stand_in: no stand-in for {name!r}; expected 'rms_norm'")
-    return STAND_IN_SOURCE
 
 
 def _signal_name(code: int) -> str:
@@ -203,12 +64,10 @@ def _signal_name(code: int) -> str:
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# The server's two files, bound read-only into the sandbox beside each other; nothing else of lnkit goes in.
+# The server's two files, bound read-only into the sandbox beside each other; nothing of the course goes in.
 _SERVER_FILES = ((os.path.join(_HERE, "server.py"), "/sandbox/grading/server.py"),
                  (os.path.join(_HERE, "wire.py"), "/sandbox/grading/wire.py"))
 _BOOT = "sys.path.insert(0, '/sandbox/grading'); import server; server.main(sys.argv[1:])"
-# Top-level modules that give an empty, refusing stand-in inside (calling anything from them is "the reference").
-_REFUSED = ("lnkit", "torch")
 
 
 class StudentServer:
@@ -222,14 +81,21 @@ class StudentServer:
     between them; the notebook's own run at start-up is limited by ``start_seconds`` instead.
     """
 
-    def __init__(self, cells: list[str], limits: Limits | None = None, stand_ins: tuple = ()):
+    def __init__(self, cells: list[str], limits: Limits | None = None, stand_ins: tuple = (),
+                 course: Course | None = None):
         if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
             raise TypeError("cells must be a list of source strings (the notebook's code cells)")
         self.cells = cells
         self.limits = limits or Limits()
+        self.course = course or Course()
+        granted = set(self.limits.packages) & set(self.course.references)
+        if granted:
+            raise ValueError(f"packages: {sorted(granted)[0]} cannot be granted to graded code (the course "
+                             f"{self.course.module} keeps its checks and references there); grant the packages the "
+                             f"exercise needs, such as numpy")
         self.stand_ins = tuple(stand_ins)
         self.proc: subprocess.Popen | None = None
-        self.start_problem: RemoteProblem | None = None
+        self.start_problem: StudentCodeProblem | None = None
         self.want: list[str] = []  # names the test cells read: the server says what each is (see globals_info)
         self.names: dict = {}  # name -> {"kind": "callable" | "module" | "data" | "other", ...}, values decoded
         self.load_errors: list[dict] = []
@@ -239,7 +105,7 @@ class StudentServer:
         # blocking took, whatever else the machine was doing (nbgrader's timeout counts a sleep; so does this)
         self.active_used = 0.0
         self._cpu_seen = 0.0  # the process tree's count at the last look (see _look_at_cpu)
-        self.support_sent = False
+        self.support_sent: set = set()
         self._stand_in_server: StudentServer | None = None
         reason = sandbox.unavailable()
         if reason and not self.limits.allow_unsandboxed:
@@ -261,7 +127,7 @@ class StudentServer:
         if self.box is not None:
             argv, cwd, env = self.box.python_argv(_BOOT, *fds), "/", {}
         else:  # the instructor's explicit opt-out: no isolation at all
-            cwd = sandbox.private_dir("lnkit-student-")
+            cwd = sandbox.private_dir("sandbox-student-")
             argv = [os.path.realpath(sys.executable), "-I", "-c",
                     f"import sys; sys.path.insert(0, {_HERE!r}); import server; server.main(sys.argv[1:])", *fds]
             env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "LANG": "C.UTF-8"}
@@ -272,7 +138,7 @@ class StudentServer:
         os.close(to_child_r)
         os.close(from_child_w)
         self._w, self._r = to_child_w, from_child_r
-        self.support_sent = False
+        self.support_sent: set = set()
         self._cpu_seen = 0.0
 
     def _kill(self) -> None:
@@ -386,12 +252,13 @@ class StudentServer:
             return
         self._spawn()
         request = {"op": "load", "cells": self.cells,
-                   "refuse": [m for m in _REFUSED if m not in self.limits.packages],
-                   "support": [_stand_in_source(n) for n in self.stand_ins], "stand_ins": list(self.stand_ins),
+                   "refuse": list(self.course.refused(self.limits.packages)),
+                   "support": [self.course.stand_in_source(n) for n in self.stand_ins],
+                   "stand_ins": list(self.stand_ins),
                    "want": list(self.want)}
         try:
             reply, blobs = self._exchange(request, [], self.limits.start_seconds, True)
-        except RemoteProblem as problem:
+        except StudentCodeProblem as problem:
             self.start_problem = problem  # the same code would fail the same way: do not retry it for every check
             self._note({"event": problem.kind, "when": "start", "detail": str(problem)})
             raise
@@ -431,7 +298,7 @@ class StudentServer:
                 return
         try:
             self._exchange(header, blobs, self.limits.call_seconds, False)
-        except RemoteProblem as problem:
+        except StudentCodeProblem as problem:
             self._note({"event": problem.kind, "function": name, "detail": str(problem)})
 
     def _note(self, event: dict) -> None:
@@ -444,18 +311,19 @@ class StudentServer:
 
     def _with_stand_ins(self, stand_in: tuple) -> StudentServer:
         if self._stand_in_server is None:
-            self._stand_in_server = StudentServer(self.cells, self.limits, stand_ins=tuple(stand_in))
+            self._stand_in_server = StudentServer(self.cells, self.limits, stand_ins=tuple(stand_in),
+                                                  course=self.course)
             self._stand_in_server.events = self.events  # one record of what happened
         return self._stand_in_server
 
     # --- calls -----------------------------------------------------------------------------------------------------
 
     def call(self, name: str, args: tuple, kwargs: dict, stand_in: dict | None = None):
-        """Call the student's function: ``(result, args_after)``, or raise a RemoteProblem.
+        """Call the student's function: ``(result, args_after)``, or raise a StudentCodeProblem.
 
         ``stand_in`` maps a name of the notebook to the parameters of the stand-in that replaces it during the call
-        (``{"rms_norm": (factor,)}``, see :func:`_stand_in_source`)."""
-        stand_in = _checked_stand_in(stand_in)
+        (``{"rms_norm": (factor,)}``: the course's STAND_INS make it, see :mod:`.course`)."""
+        stand_in = _checked_stand_in(stand_in, self.course)
         if stand_in and not self.stand_ins:
             other = self._with_stand_ins(tuple(stand_in))
             before, active_before = other.cpu_used, other.active_used
@@ -466,23 +334,24 @@ class StudentServer:
                 self.active_used += other.active_used - active_before
         self.ensure_started()
         blobs: list = []
-        specials: list = []
+        carried: list = []
 
-        def special(v):
-            found = _special(v)
+        def special(v):  # an object of a class the course carries goes as its plain state (course.CARRIED)
+            found = self.course.carry(v)
             if found is not None:
-                specials.append(found[0])
+                carried.append(found[0])
             return found
 
         header = {"op": "call", "name": name, "stand_in": stand_in,
                   "args": wire.encode_value(tuple(args), blobs, special=special),
                   "kwargs": wire.encode_value(dict(kwargs), blobs, special=special)}
-        if specials and not self.support_sent:
-            header["support"] = [_support_source()]
-            self.support_sent = True
+        sources = [src for src in self.course.carried_sources(carried) if src not in self.support_sent]
+        if sources:  # each carried class's source, once per process: the server defines the classes from it
+            header["support"] = sources
+            self.support_sent.update(sources)
         try:
             reply, rblobs = self._exchange(header, blobs, self.limits.call_seconds, False)
-        except RemoteProblem as problem:
+        except StudentCodeProblem as problem:
             self._note({"event": problem.kind, "function": name, "detail": str(problem)})
             raise
         status = reply.get("status")
@@ -512,7 +381,7 @@ class StudentServer:
         return result, after
 
 
-def _checked_stand_in(stand_in) -> dict:
+def _checked_stand_in(stand_in, course: Course) -> dict:
     """``{name: [numbers]}``, checked: the names the checker has a stand-in for, each with its plain parameters."""
     if not stand_in:
         return {}
@@ -521,7 +390,7 @@ def _checked_stand_in(stand_in) -> dict:
                         f"got {type(stand_in).__name__}")
     out = {}
     for name, params in stand_in.items():
-        _stand_in_source(name)  # an unknown name is refused there
+        course.stand_in_source(name)  # a name the course does not define is refused there
         if not isinstance(params, (tuple, list)) or not all(type(p) in (int, float) for p in params):
             raise TypeError(f"stand_in[{name!r}]: expected a tuple of numbers (the stand-in's parameters); "
                             f"got {params!r:.80}")
@@ -549,27 +418,4 @@ def _find_opaque(v):
                 return found
     return None
 
-
-@dataclass
-class RemoteFunction:
-    """Stands for the student's function ``name`` in the checker: calling it goes to the student server."""
-
-    server: StudentServer
-    name: str
-    __lnkit_remote__: bool = field(default=True, init=False)
-
-    @property
-    def __name__(self) -> str:  # checks print the function's name
-        return self.name
-
-    def remote_call(self, args, kwargs, stand_in: dict | None = None):
-        return self.server.call(self.name, args, kwargs, stand_in)
-
-    def __call__(self, *args, **kwargs):
-        try:
-            result, _ = self.remote_call(args, kwargs)
-        except RemoteProblem as problem:
-            problem.function = self.name  # for the test cell's message: which of the student's functions
-            raise
-        return result
 

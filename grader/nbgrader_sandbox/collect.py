@@ -6,7 +6,7 @@ to choose among a student's submissions) and escape the late penalty. This colle
 ``nbgrader_config.py`` (``nbgrader collect`` and the formgrader's collect button both make their collector from
 ``ExchangeFactory``)::
 
-    c.ExchangeFactory.collect = "lnkit.grading.collect.TrustedTimeCollect"
+    c.ExchangeFactory.collect = "nbgrader_sandbox.collect.TrustedTimeCollect"
 
 times each inbound submission by the newest **inode change time** (``st_ctime``) of its folder and of everything in
 it, read without following links. The kernel sets a ctime to its own clock on every change (a write, a chmod, a

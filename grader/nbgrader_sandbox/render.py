@@ -14,7 +14,7 @@ without its ``clean_html``, and that filter's allow-list escapes ``<p>`` and hea
   them (:class:`.preprocessors.SafeOutputs`, for notebooks graded before it existed), and a Content-Security-Policy in
   the page: no inline script or handler other than the template's own (hashes taken from the same template rendered
   without cells), scripts only from the page's origin and MathJax, no plugin, frame or form.
-- Loaded as a Jupyter server extension (``lnkit.grading.render``), it makes the formgrader build that exporter.
+- Loaded as a Jupyter server extension (``nbgrader_sandbox.render``), it makes the formgrader build that exporter.
 
 ``nbgrader_config.py`` sets the filters and ``sanitize_html`` for every ``HTMLExporter`` nbgrader builds (so the
 formgrader is sanitized even without the extension) and ``c.GenerateFeedback.exporter_class`` to SafeHTMLExporter.
@@ -160,7 +160,7 @@ class SafeHTMLExporter(HTMLExporter):
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "lnkit.grading.render"}]
+    return [{"module": "nbgrader_sandbox.render"}]
 
 
 def _load_jupyter_server_extension(serverapp):
@@ -172,4 +172,4 @@ def _load_jupyter_server_extension(serverapp):
     exporter = settings.get("nbgrader_exporter")
     if exporter is not None and not isinstance(exporter, SafeHTMLExporter):  # the formgrader loaded before us
         settings["nbgrader_exporter"] = SafeHTMLExporter(config=exporter.config)
-    serverapp.log.info("lnkit.grading.render: the formgrader renders submissions sanitized, with a CSP")
+    serverapp.log.info("nbgrader_sandbox.render: the formgrader renders submissions sanitized, with a CSP")

@@ -1,6 +1,6 @@
 """The supervisor of one sandbox: bounds all its processes together, from outside, and says why it stopped them.
 
-:meth:`lnkit.grading.sandbox.Sandbox.argv` puts it in front of prlimit and bwrap; it runs as the grader's user,
+:meth:`nbgrader_sandbox.sandbox.Sandbox.argv` puts it in front of prlimit and bwrap; it runs as the grader's user,
 outside the sandbox, with nothing but built-in modules (it starts in 15 ms: no json, no enum):
 ``python -I -S supervisor.py KIND MEMORY_BYTES TASKS [PARENT_FOLDER...] -- command...``, KIND one of
 
@@ -33,7 +33,7 @@ STOPPED_TASKS = 251
 SETUP_FAILED = 125
 POLL = 0.05  # seconds between two looks at the sandbox
 PAGE = os.sysconf("SC_PAGE_SIZE")
-PREFIX = "lnkit-"  # the cgroups this makes: lnkit-<supervisor pid>-<random>
+PREFIX = "nbgrader-sandbox-"  # the cgroups this makes: nbgrader-sandbox-<supervisor pid>-<random>
 
 
 def _read(path: str) -> str:
@@ -193,7 +193,7 @@ def main(argv: list[str]) -> int:
     (kind, memory, tasks), parents, cmd = argv[:3], argv[3:split], argv[split + 1:]
     memory, tasks = int(memory), int(tasks)
     if kind not in ("cgroup", "scope", "watcher"):
-        print(f"lnkit sandbox: unknown kind {kind!r}; expected cgroup, scope or watcher", file=sys.stderr)
+        print(f"nbgrader-sandbox: unknown kind {kind!r}; expected cgroup, scope or watcher", file=sys.stderr)
         return 2
     cgroups: list[str] = []
     watched: list[str] = []
@@ -207,7 +207,7 @@ def main(argv: list[str]) -> int:
             if limit == "max" or int(limit) > memory:
                 raise OSError(f"the scope {watched[0]} has no memory limit of at most {memory}")
     except (OSError, ValueError, KeyError, IndexError) as e:
-        print(f"lnkit sandbox: could not bound the sandbox as a whole: {e}", file=sys.stderr)
+        print(f"nbgrader-sandbox: could not bound the sandbox as a whole: {e}", file=sys.stderr)
         return SETUP_FAILED
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -221,7 +221,7 @@ def main(argv: list[str]) -> int:
                 _write(folder, "cgroup.procs", os.getpid())
             os.execv(cmd[0], cmd)
         except BaseException as e:  # noqa: BLE001 - whatever failed, the command must not run unbounded
-            os.write(2, f"lnkit sandbox: could not start {cmd[0]}: {e}\n".encode())
+            os.write(2, f"nbgrader-sandbox: could not start {cmd[0]}: {e}\n".encode())
         os._exit(SETUP_FAILED)
     try:
         ended = os.pidfd_open(child)
@@ -252,7 +252,7 @@ def main(argv: list[str]) -> int:
         code, why = STOPPED_MEMORY, f"its processes together passed the memory limit of {memory / 1024**2:.0f} MiB"
     remove_cgroups(cgroups)
     if why:
-        print(f"lnkit sandbox: stopped: {why}", file=sys.stderr)
+        print(f"nbgrader-sandbox: stopped: {why}", file=sys.stderr)
     if code:
         return code
     if os.WIFSIGNALED(status):

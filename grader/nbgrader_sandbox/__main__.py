@@ -1,4 +1,4 @@
-"""``python -m lnkit.grading autograde ASSIGNMENT [--jobs N]``: autograde every submitted student, in parallel.
+"""``python -m nbgrader_sandbox autograde ASSIGNMENT [--jobs N]``: autograde every submitted student, in parallel.
 
 Run it from the course directory (the one with nbgrader_config.py), with the environment's bin/ first on PATH as
 for any nbgrader command. It prints where the grades CSV and the integrity report were written, and a summary.
@@ -11,7 +11,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnkit.grading", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m nbgrader_sandbox", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("autograde", help="autograde every submission of an assignment across all cores")
     a.add_argument("assignment")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     except RuntimeError as e:  # grading refused (no sandbox) or could not check its own results
-        print(f"python -m lnkit.grading: {e}", file=sys.stderr)
+        print(f"python -m nbgrader_sandbox: {e}", file=sys.stderr)
         return 2
     from .integrity import one_line  # student ids are folder names: no newline or terminal escape reaches the screen
 

@@ -1,6 +1,6 @@
-"""Similarity between submissions: which students' code overlaps, and whose overlaps with lnkit's or the book's.
+"""Similarity between submissions: which students' code overlaps, and whose overlaps with the course's references.
 
-``python -m lnkit.grading.similarity ASSIGNMENT [--threshold T]``, from the course directory; the parallel autograde
+``python -m nbgrader_sandbox.similarity ASSIGNMENT [--threshold T]``, from the course directory; the parallel autograde
 command (:mod:`.parallel`) runs it too: its summary and each flagged match head the integrity report, and the HTML
 page (``autograded/similarity-ASSIGNMENT.html``) lies beside it.
 
@@ -14,9 +14,10 @@ test cells) is boilerplate: a match made only of it does not count.
 
 Each pair of students gets two scores: the share of each one's code that is found in the other's. A pair is flagged
 when the larger share reaches the threshold (``--threshold``, default :data:`DEFAULT_THRESHOLD`; or the environment
-variable ``LNKIT_SIMILARITY_THRESHOLD`` for the autograde command) and at least :data:`MIN_TOKENS` filtered
+variable ``NBGRADER_SANDBOX_SIMILARITY_THRESHOLD`` for the autograde command) and at least :data:`MIN_TOKENS` filtered
 characters match, so that a submission of two lines is not flagged for two common lines. Each student is also
-compared with the references, lnkit's source files and the book's code cells; a student whose code is found there
+compared with the course's references (its ``similarity_references``: for lnkit, its source files and the book's
+code cells); a student whose code is found there
 at the threshold is flagged too. The HTML page shows every flagged pair side by side with
 the matching code highlighted, and the scores of every pair, so that the instructor sees where the honest pairs lie.
 
@@ -26,7 +27,7 @@ of its own with a CPU-time and a memory limit (:func:`filter_isolated`): a submi
 the parser (200 KB of "-" is a MemoryError in CPython's), is named on the page and in the report, and every other
 pair is still compared. Every student string on the page (ids, code) is HTML-escaped.
 
-The exercises are short and the book teaches one way to write them, so honest answers share idioms (one line such
+In the course this was built for (lnkit), the exercises are short and the book teaches one way to write them, so honest answers share idioms (one line such
 as ``mean = x.mean(axis=-1, keepdims=True)``); a copy shares whole functions. The threshold is the instructor's to
 set, looking at the distribution the page shows; ``tests/test_similarity.py`` measures planted copies and honest,
 independently written answers, and requires on 01-layernorm: copies of classmates at 0.85 or more, a paste of lnkit's
@@ -47,6 +48,8 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from .layout import CourseLayout
+
 #: a pair (or a student and a reference) is flagged when this share of one side's code is found in the other
 DEFAULT_THRESHOLD = 0.6
 #: copydetect's noise threshold k: the shortest run of filtered characters that counts as a match. The guarantee
@@ -55,7 +58,7 @@ DEFAULT_THRESHOLD = 0.6
 NOISE = 25
 #: fewer matching filtered characters than this never flag, whatever the share
 MIN_TOKENS = 60
-ENV_THRESHOLD = "LNKIT_SIMILARITY_THRESHOLD"
+ENV_THRESHOLD = "NBGRADER_SANDBOX_SIMILARITY_THRESHOLD"
 #: what is read of a submission, which is untrusted: a notebook larger than MAX_BYTES is not read (the integrity
 #: report and grading deal with it); of a notebook, the first MAX_CELLS cells; a cell longer than MAX_CELL_CHARS is
 #: left out; a student's code past MAX_CODE_CHARS is cut there. Each is said on the page and in the report.
@@ -137,34 +140,6 @@ def student_code(path: str, release_path: str, notes: list | None = None) -> str
         if _normal(c["source"]) not in released:
             kept.append(c["source"])
     return "\n\n".join(kept)
-
-
-def _code_cells_md(path: str) -> str:
-    """The code cells of a MyST Markdown notebook (the book's chapters), without their option lines."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    blocks = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
-    return "\n\n".join(re.sub(r"\A(?::[\w-]+:[^\n]*\n)+", "", b) for b in blocks)
-
-
-def references(course: str) -> dict[str, str]:
-    """lnkit's source (less lnkit.grading) and the book's code cells.
-
-    Not the instructor's solution: it is the natural way to write a five-line answer, and honest answers share most
-    of their lines with it.
-    """
-    refs: dict[str, str] = {}
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in sorted(glob.glob(os.path.join(package, "**", "*.py"), recursive=True)):
-        rel = os.path.relpath(path, os.path.dirname(package))
-        if os.sep + "grading" + os.sep not in path:
-            with open(path, encoding="utf-8") as fh:
-                refs[rel.replace(os.sep, "/")] = fh.read()
-    for path in sorted(glob.glob(os.path.join(course, "book", "*.md"))):
-        code = _code_cells_md(path)
-        if code.strip():
-            refs[f"book/{os.path.basename(path)}"] = code
-    return refs
 
 
 def _own_names(code: str) -> set[str] | None:
@@ -266,7 +241,7 @@ def _tokeniser() -> None:
         out.flush()
 
 
-_TOKENISER = "from lnkit.grading.similarity import _tokeniser; _tokeniser()"
+_TOKENISER = "from nbgrader_sandbox.similarity import _tokeniser; _tokeniser()"
 
 
 def filter_isolated(codes: dict[str, str]) -> tuple[dict[str, tuple], dict[str, str]]:
@@ -386,18 +361,20 @@ def compare(students: dict[str, str], refs: dict[str, str], boilerplate: str = "
 
 
 def collect(course: str, assignment: str, students: list[str] | None = None,
-            notebooks: list[str] | None = None, notes: dict | None = None) -> tuple[dict[str, str], str]:
+            notebooks: list[str] | None = None, notes: dict | None = None,
+            layout: CourseLayout | None = None) -> tuple[dict[str, str], str]:
     """Each student's code for the assignment (all its notebooks, in order), and the release's code.
 
     Within the caps on what is read; ``notes`` gets, per student, what was left out or could not be read."""
     notes = {} if notes is None else notes
-    release_dir = os.path.join(course, "exercises", assignment)
+    layout = layout or CourseLayout(course)
+    release_dir = layout.folder("release", assignment=assignment)
     if notebooks is None:
         notebooks = sorted(os.path.basename(p)[:-6] for p in glob.glob(os.path.join(release_dir, "*.ipynb")))
     if not notebooks:
         raise ValueError(f"assignment: no released notebooks in {release_dir}")
     if students is None:
-        root = os.path.join(course, "submitted")
+        root = layout.folder("submitted")
         students = sorted(s for s in os.listdir(root) if os.path.isdir(os.path.join(root, s, assignment))) \
             if os.path.isdir(root) else []
     boilerplate = []
@@ -408,7 +385,7 @@ def collect(course: str, assignment: str, students: list[str] | None = None,
             continue
         boilerplate.append(release_code(release)[0])
         for student in students:
-            path = os.path.join(course, "submitted", student, assignment, f"{name}.ipynb")
+            path = layout.notebook("submitted", student, assignment, name)
             said = notes.setdefault(student, [])
             try:  # regular files of a sane size only: a submission is untrusted
                 ok = os.path.isfile(path) and not os.path.islink(path)
@@ -509,12 +486,17 @@ def run(course: str, assignment: str, students: list[str] | None = None, noteboo
     course = os.path.abspath(course)
     threshold = _threshold(threshold)
     problems = {} if problems is None else problems
-    codes, boilerplate = collect(course, assignment, students, notebooks, notes=problems)
+    from .layout import for_course as course_layout
+    from .settings import for_course  # the course's own references (its code, its book): c.GradingSandbox.course
+
+    layout = course_layout(course)
+    codes, boilerplate = collect(course, assignment, students, notebooks, notes=problems, layout=layout)
     failures: dict = {}
-    matches = compare(codes, references(course), boilerplate, threshold, failures=failures)
+    references = dict(for_course(course).course_spec().similarity_references(course))
+    matches = compare(codes, references, boilerplate, threshold, failures=failures)
     for student, why in failures.items():
         problems.setdefault(student, []).append(f"not compared: {why}")
-    html_path = html_path or os.path.join(course, "autograded", f"similarity-{assignment}.html")
+    html_path = html_path or os.path.join(layout.folder("autograded"), f"similarity-{assignment}.html")
     write_html(matches, html_path, assignment, threshold, len(codes), problems=problems)
     return matches, html_path
 
@@ -536,7 +518,7 @@ def scan(course: str, assignment: str, students: list[str], notebooks: list[str]
         return [f"similarity: the report failed: {type(e).__name__}: {str(e)[:300]}"]
     flagged = [m for m in matches if m.flagged]
     pairs = sum(m.kind == "pair" for m in matches)
-    lines = [f"similarity: {pairs} pairs of students compared, and each student with lnkit's and the book's code; "
+    lines = [f"similarity: {pairs} pairs of students compared, and each student with the course's references; "
              f"{len(flagged)} above {threshold:.0%} (copydetect; {os.path.basename(page)} shows them side by side)"]
     lines += [f"similarity: {student}: {why}" for student, whys in sorted(problems.items()) for why in whys[:3]]
     for m in flagged[:limit]:
@@ -551,9 +533,9 @@ def scan(course: str, assignment: str, students: list[str], notebooks: list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lnkit.grading.similarity",
-                                description="Similarity between the submissions of an assignment, and with lnkit's "
-                                            "and the book's code; writes an HTML page and prints the flagged pairs.")
+    p = argparse.ArgumentParser(prog="python -m nbgrader_sandbox.similarity",
+                                description="Similarity between the submissions of an assignment, and with the course's "
+                                            "references; writes an HTML page and prints the flagged pairs.")
     p.add_argument("assignment")
     p.add_argument("--course", default=".", help="the course directory (default: the current one)")
     p.add_argument("--threshold", "-t", default=None,

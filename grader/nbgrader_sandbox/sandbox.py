@@ -168,7 +168,7 @@ def _can_make_cgroups(parents: list[str], wanted: tuple[str, ...]) -> bool:
     for parent in parents:
         if not os.access(parent, os.W_OK):
             return False
-        probe = os.path.join(parent, f"lnkit-probe-{os.getpid()}-{os.urandom(4).hex()}")
+        probe = os.path.join(parent, f"sandbox-probe-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             os.mkdir(probe)
         except OSError:
@@ -679,7 +679,7 @@ def remove_tree(path: str | None) -> None:
                     if len(stack) >= _DEEPEST:
                         moved += 1
                         try:
-                            os.rename(entry.name, f".lnkit-flat-{moved}", src_dir_fd=fd, dst_dir_fd=top)
+                            os.rename(entry.name, f".sandbox-flat-{moved}", src_dir_fd=fd, dst_dir_fd=top)
                         except OSError:
                             skipped.add(key)
                         continue

@@ -1,4 +1,4 @@
-"""One autograding worker: ``python -m lnkit.grading.worker ASSIGNMENT`` in the course directory.
+"""One autograding worker: ``python -m nbgrader_sandbox.worker ASSIGNMENT`` in the course directory.
 
 The protocol is JSON only, in both directions: each line on stdin is one JSON object, a request, and each request
 gets one line on stdout, one JSON object. A student id is always a string inside a request, never a line of its own,
@@ -25,7 +25,7 @@ import time
 
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
-        raise SystemExit("usage: python -m lnkit.grading.worker ASSIGNMENT  (JSON requests on stdin, one a line)")
+        raise SystemExit("usage: python -m nbgrader_sandbox.worker ASSIGNMENT  (JSON requests on stdin, one a line)")
     assignment = argv[0]
     out = os.fdopen(os.dup(1), "w")  # our JSON lines; anything else printed goes to stderr (the log)
     os.dup2(2, 1)

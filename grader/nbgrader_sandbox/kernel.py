@@ -7,7 +7,7 @@ restored). There is no network in the sandbox, so the kernel's five ZeroMQ chann
 ``ipc`` transport) in a private folder bound into the sandbox, beside the connection file.
 
 The settings every sandbox of the course shares (what an assignment may import, memory, CPU time, the opt-out) are
-:class:`GradingSandbox`'s, read from ``nbgrader_config.py``.
+:class:`~.settings.GradingSandbox`'s, read from ``nbgrader_config.py``.
 """
 
 from __future__ import annotations
@@ -17,43 +17,10 @@ import threading
 import time
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Dict, Integer, List
-from traitlets.config import Configurable
+from traitlets import Integer
 
 from . import sandbox
-
-
-class GradingSandbox(Configurable):
-    """What untrusted code may use when it is graded: the same for the kernel and for the student server."""
-
-    packages = Dict({}, help="per assignment, the packages graded code may import (others get default_packages); "
-                             "lnkit is never granted to the student server").tag(config=True)
-    default_packages = List(["numpy"], help="the packages graded code may import").tag(config=True)
-    kernel_packages = List(["ipykernel", "lnkit"], help="added in the kernel only: it runs the notebook as the "
-                                                        "student sees it (visible checks), and decides no score"
-                           ).tag(config=True)
-    memory_bytes = Integer(4 * 1024**3, help="memory of each student's sandbox, all its processes together (and the "
-                                             "address space of each one), bytes").tag(config=True)
-    # measured: the kernel holds 12 threads (ipykernel's), bubblewrap 2; exercise 06 (torch, OMP_NUM_THREADS=1)
-    # trains with no more; the rest is room for threads that come and go while the kernel starts
-    processes = Integer(32, help="processes and threads of each student's kernel sandbox, all together (bubblewrap's "
-                                 "two included); the student server's is 16").tag(config=True)
-    cpu_seconds = Integer(900, help="CPU-seconds limit of each sandboxed process (a backstop)").tag(config=True)
-    uid_base = Integer(2_100_000_000, help="as root, each student's sandbox runs as a uid of its own, from "
-                                           "uid_base to uid_base + 999999 (no account needed)").tag(config=True)
-    allow_unsandboxed = Bool(False, help="grade WITHOUT a sandbox where bubblewrap is unavailable: only for a "
-                                         "setting where every student is trusted").tag(config=True)
-
-    def packages_for(self, assignment: str) -> tuple[str, ...]:
-        return tuple(self.packages.get(assignment, self.default_packages))
-
-    def refusal(self) -> str:
-        """Why student code must not run here ("" when a sandbox can be made, or the instructor opted out)."""
-        reason = sandbox.unavailable()
-        if not reason or self.allow_unsandboxed:
-            return ""
-        return (f"lnkit.grading refuses to run student code: no sandbox can be made here. {reason}. To grade anyway "
-                f"where every student is trusted, set c.GradingSandbox.allow_unsandboxed = True in nbgrader_config.py.")
+from .settings import GradingSandbox
 
 
 def submission_of(folder: str) -> tuple[str, str]:
@@ -96,12 +63,13 @@ class IsolatedKernelManager(AsyncKernelManager):
         folder = kw.get("cwd") or os.getcwd()
         student, assignment = submission_of(folder)
         if sandbox.unavailable():  # the instructor's explicit opt-out: nbgrader's own kernel, as it is
-            self.log.warning("lnkit.grading: the kernel runs WITHOUT a sandbox (c.GradingSandbox.allow_unsandboxed)")
+            self.log.warning("nbgrader_sandbox: the kernel runs WITHOUT a sandbox (c.GradingSandbox.allow_unsandboxed)")
             return await super()._async_pre_start_kernel(**kw)
         files, refused = sandbox.regular_files(folder)
         for why in refused:
-            self.log.warning("lnkit.grading: not given to the kernel: %s", why)
-        packages = tuple(dict.fromkeys([*settings.kernel_packages, *settings.packages_for(assignment)]))
+            self.log.warning("nbgrader_sandbox: not given to the kernel: %s", why)
+        packages = tuple(dict.fromkeys([*settings.kernel_packages, *settings.course_spec().kernel_packages,
+                                         *settings.packages_for(assignment)]))
         self._box = sandbox.Sandbox(
             key=f"{student}/{assignment}", packages=packages, files=tuple(files), uid_base=settings.uid_base,
             limits=sandbox.Limits(memory_bytes=settings.memory_bytes, cpu_seconds=settings.cpu_seconds,
@@ -109,7 +77,7 @@ class IsolatedKernelManager(AsyncKernelManager):
             env={"IPYTHONDIR": "/tmp/.ipython", "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter-runtime",
                  "JUPYTER_CONFIG_DIR": "/tmp/.jupyter", "JUPYTER_DATA_DIR": "/tmp/.jupyter-data",
                  "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-        self._ipc_dir = sandbox.private_dir("lnkit-kernel-", owner=self._box.uid)
+        self._ipc_dir = sandbox.private_dir("sandbox-kernel-", owner=self._box.uid)
         self._box.shared_dirs = (self._ipc_dir,)
         self.transport = "ipc"
         self.connection_file = os.path.join(self._ipc_dir, "kernel.json")
@@ -172,7 +140,7 @@ class IsolatedKernelManager(AsyncKernelManager):
             why = self._folder_overflow(folder) or self._budget_spent(pid, started)
             if why:
                 self._stopped = why
-                self.log.warning("lnkit.grading: the kernel was stopped: %s", why)
+                self.log.warning("nbgrader_sandbox: the kernel was stopped: %s", why)
                 if pid:
                     sandbox.kill_tree(pid)
                 return

@@ -1,16 +1,17 @@
 """The checker: runs the instructor's test cells in a clean process, against the student's functions served remotely.
 
-``python -I -m lnkit.grading.checker`` reads one job (JSON on stdin) and writes the verdicts (JSON on stdout)::
+``python -I -m nbgrader_sandbox.checker`` reads one job (JSON on stdin) and writes the verdicts (JSON on stdout)::
 
     {"cells": [code of the notebook, in order], "tests": [{"grade_id": ..., "source": ...}], "limits": {...},
-     "hidden_key": "hex of this submission's key (lnkit.grading.intake.hidden_cases_key): the seed of the hidden
-     cases"}
+     "hidden_key": "hex of this submission's key (nbgrader_sandbox.intake.hidden_cases_key): the seed of the hidden
+     cases", "course": "the course's module (nbgrader_sandbox.course), or empty"}
     -> {"verdicts": [{"grade_id", "passed", "stdout", "ename", "evalue"}], "events": [...], "load_errors": [...]}
 
 Student code never runs in this process. Each name a test cell uses is bound to what the notebook made it
 (:func:`bind_student_names`): a function (``layer_norm`` in ``check_layer_norm(layer_norm)``) is a
-:class:`~lnkit.grading.remote.RemoteFunction` that runs in the student's sandbox; a module or a class is the checker's
-own import of it (standard library and granted packages only, never lnkit); plain data arrives as its value, rebuilt
+:class:`~nbgrader_sandbox.proxy.StudentFunction` that runs in the student's sandbox; a module or a class is the
+checker's own import of it (standard library and granted packages only, never the course's references); plain data
+arrives as its value, rebuilt
 from bytes. The test cells share one namespace, as in a kernel, and deleting or assigning one of the notebook's names
 there does the same in the sandbox. The test cell's source comes from the gradebook (the instructor's, hidden tests
 included), never from the submission.
@@ -27,25 +28,10 @@ import json
 import sys
 import time
 
+from . import course as courses
 from . import wire
-from .remote import Limits, RemoteFunction, RemoteProblem, SandboxRefused, StudentServer
-
-
-def free_names(source: str) -> list[str]:
-    """Names the test cell reads but neither assigns, imports nor gets from builtins: the student's functions."""
-    tree = ast.parse(source)
-    bound, read = set(), []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load):
-                read.append(node.id)
-            else:
-                bound.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-    return sorted({n for n in read if n not in bound and not hasattr(builtins, n)})
+from .proxy import StudentCodeProblem, StudentFunction
+from .remote import Limits, SandboxRefused, StudentServer
 
 
 def names_read(source: str) -> list[str]:
@@ -97,14 +83,14 @@ class Unavailable:
     __hash__ = object.__hash__
 
 
-def _module(name: str, module: str, packages: tuple, what: str = "the module"):
+def _module(name: str, module: str, packages: tuple, what: str = "the module", refused: tuple = ()):
     """The checker's own copy of the module a notebook bound to ``name``, if it may import it here: only the standard
-    library and the packages the assignment grants the sandbox (never lnkit: nothing a student's name can reach here
-    is a reference the sandbox lacks)."""
+    library and the packages the assignment grants the sandbox (never one of the course's references, ``refused``:
+    nothing a student's name can reach here is a reference the sandbox lacks)."""
     parts = module.split(".") if isinstance(module, str) and module else [""]
-    allowed = set(packages) | PURE_STDLIB
+    allowed = (set(packages) | PURE_STDLIB) - set(refused)
     if not all(p.isidentifier() and not p.startswith("_") for p in parts) or parts[0] in _NEVER_IMPORTED \
-            or parts[0] not in allowed or "lnkit" in parts:
+            or parts[0] not in allowed or set(refused) & set(parts):
         return Unavailable(name, f"{what} {module!r:.80}, which grading does not load")
     try:
         return importlib.import_module(module)
@@ -112,9 +98,9 @@ def _module(name: str, module: str, packages: tuple, what: str = "the module"):
         return Unavailable(name, f"{what} {module!r:.80}, which cannot be imported here ({type(e).__name__})")
 
 
-def _class(name: str, module: str, qualname: str, packages: tuple):
+def _class(name: str, module: str, qualname: str, packages: tuple, refused: tuple = ()):
     """The checker's own copy of a class the notebook imported (``from collections import OrderedDict``)."""
-    where = _module(name, module, packages, what=f"the class {qualname!r:.80} of the module")
+    where = _module(name, module, packages, what=f"the class {qualname!r:.80} of the module", refused=refused)
     if isinstance(where, Unavailable):
         return where
     found = where
@@ -127,29 +113,31 @@ def _class(name: str, module: str, qualname: str, packages: tuple):
 
 def bind_student_names(tests: list[str], server: StudentServer, namespace: dict) -> None:
     """Put into the test cells' namespace what each name they read is in the student's notebook: a function is a
-    :class:`RemoteFunction` (it runs in the student's sandbox), a module is the checker's own import of the same
+    :class:`StudentFunction` (it runs in the student's sandbox), a module is the checker's own import of the same
     module, plain data is its value rebuilt from bytes. A name the notebook does not define (or when its code could
-    not run at all) is a RemoteFunction too, which reports why when called."""
+    not run at all) is a StudentFunction too, which reports why when called."""
     want = sorted({n for source in tests for n in names_read(source)})
     server.want = want
     try:
         server.ensure_started()
         names = server.names
-    except RemoteProblem:
-        names = {}  # the notebook's code did not run: each call says why (RemoteFunction raises the start problem)
+    except StudentCodeProblem:
+        names = {}  # the notebook's code did not run: each call says why (StudentFunction raises the start problem)
     for name in want:
         info = names.get(name)
         kind = info.get("kind") if info else None
         if kind == "data":
             namespace[name] = info["value"]
         elif kind == "module":
-            namespace[name] = _module(name, info.get("module", ""), server.limits.packages)
+            namespace[name] = _module(name, info.get("module", ""), server.limits.packages,
+                                      refused=server.course.references)
         elif kind == "class":
-            namespace[name] = _class(name, info.get("module", ""), info.get("qualname", ""), server.limits.packages)
+            namespace[name] = _class(name, info.get("module", ""), info.get("qualname", ""), server.limits.packages,
+                                     refused=server.course.references)
         elif kind == "other":
             namespace[name] = Unavailable(name, f"a {info.get('type', 'value')}")
         else:
-            namespace[name] = RemoteFunction(server, name)
+            namespace[name] = StudentFunction(server, name)
 
 
 class _CellNames(dict):
@@ -174,7 +162,7 @@ class _CellNames(dict):
     def __setitem__(self, name, value):
         self.namespace[name] = value
         if name in self.student:
-            if isinstance(value, RemoteFunction) and value.server is self.server:
+            if isinstance(value, StudentFunction) and value.server is self.server:
                 self.server.rebind(name, source=value.name)
             else:
                 self.server.rebind(name, value=value)
@@ -199,7 +187,7 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
         try:
             exec(compile(source, "<test cell>", "exec"), namespace,  # noqa: S102 - the instructor's test cell
                  _CellNames(namespace, server))
-        except RemoteProblem as problem:  # raised outside a check (a test cell that calls the function itself)
+        except StudentCodeProblem as problem:  # raised outside a check (a test cell that calls the function itself)
             verdict.update(passed=False, ename=type(problem).__name__,
                            evalue=problem.describe(getattr(problem, "function", "the function")))
         except BaseException as e:  # noqa: BLE001 - a failing check is an AssertionError; anything else fails too
@@ -225,14 +213,13 @@ def run_test(source: str, server: StudentServer, namespace: dict | None = None) 
 
 
 def run_job(job: dict) -> dict:
-    from lnkit.checks import set_hidden_secret
-
+    course = courses.load(job.get("course") or "")
     # hidden cases come from this submission's key (derived by the grader from the course's secret, which never
     # reaches this process, nor any sandbox)
-    set_hidden_secret(bytes.fromhex(job["hidden_key"]) if job.get("hidden_key") else None)
+    course.set_hidden_key(bytes.fromhex(job["hidden_key"]) if job.get("hidden_key") else None)
     limits = Limits(**job.get("limits", {}))
     try:
-        server = StudentServer(list(job["cells"]), limits)
+        server = StudentServer(list(job["cells"]), limits, course=course)
     except SandboxRefused as e:
         return {"verdicts": [], "events": [], "load_errors": [], "error": str(e), "refused": True}
     try:

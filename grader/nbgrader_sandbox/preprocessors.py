@@ -11,7 +11,7 @@ Plugged in by ``nbgrader_config.py``::
   checker process (:mod:`.checker`) against the student's code served by the student server, and replaces the cell's
   outputs with that verdict: the check's printed line on success, an ``error`` output with its message on failure.
   SaveAutoGrades, generate_feedback and export then work unchanged on what is now the outside verdict. It also
-  records, in the notebook's metadata (``lnkit_grading``), what the integrity report needs.
+  records, in the notebook's metadata (``nbgrader_sandbox``), what the integrity report needs.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from traitlets import Bool, Float
 from . import sandbox, wire
 from .integrity import METADATA_KEY
 from .intake import course_secret, hidden_cases_key, submission_digest
-from .kernel import GradingSandbox, IsolatedKernelManager, submission_of
+from .course import Course
+from .kernel import IsolatedKernelManager, submission_of
+from .settings import GradingSandbox
 from .remote import SandboxRefused
 
 
 def _record(nb: NotebookNode, **items) -> None:
-    nb.metadata.setdefault(METADATA_KEY, {}).update(items)  # read back by lnkit.grading.integrity
+    nb.metadata.setdefault(METADATA_KEY, {}).update(items)  # read back by nbgrader_sandbox.integrity
 
 
 class HiddenTestsOutOfFeedback(ClearHiddenTests):
@@ -177,9 +179,10 @@ class OverwriteCellsFromSource(OverwriteCells):
 _IPYTHON_ONLY = ("get_ipython", "display", "In", "Out")
 
 
-def outside_problem(source: str) -> str:
+def outside_problem(source: str, course: Course | None = None) -> str:
     """Why the checker cannot run this test cell outside the kernel ("" when it can): IPython syntax (magics, shell
-    commands) or IPython's own names. Every other test cell runs there as it runs in the kernel."""
+    commands), IPython's own names, or a check the course does not register (its CHECKS: the helpers a check sends
+    to the student's side are known only for those). Every other test cell runs there as it runs in the kernel."""
     import ast
 
     try:
@@ -196,6 +199,12 @@ def outside_problem(source: str) -> str:
     used = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & set(_IPYTHON_ONLY))
     if used:
         return f"it uses IPython's {', '.join(used)}, which only a kernel has; write it as plain Python"
+    for node in ast.walk(tree) if course is not None else ():
+        if isinstance(node, ast.ImportFrom) and node.module in course.check_modules:
+            for alias in node.names:
+                why = course.check_uses(alias.name)
+                if why:
+                    return f"it imports {alias.name} from {node.module}, but {why}"
     return ""
 
 
@@ -206,7 +215,7 @@ class RunnableOutsideKernel(NbGraderPreprocessor):
 
         c.GenerateAssignment.preprocessors = [
             "nbgrader.preprocessors.IncludeHeaderFooter", "nbgrader.preprocessors.InstantiateTests",
-            "lnkit.grading.preprocessors.RunnableOutsideKernel", "nbgrader.preprocessors.LockCells",
+            "nbgrader_sandbox.preprocessors.RunnableOutsideKernel", "nbgrader.preprocessors.LockCells",
             "nbgrader.preprocessors.ClearSolutions", "nbgrader.preprocessors.ClearOutput",
             "nbgrader.preprocessors.CheckCellMetadata", "nbgrader.preprocessors.ComputeChecksums",
             "nbgrader.preprocessors.SaveCells", "nbgrader.preprocessors.ClearHiddenTests",
@@ -214,9 +223,14 @@ class RunnableOutsideKernel(NbGraderPreprocessor):
             "nbgrader.preprocessors.CheckCellMetadata"]
     """
 
+    def preprocess(self, nb, resources):
+        # the course's description is loaded and checked here, so a name it gets wrong stops the release
+        self._course = GradingSandbox(parent=self).course_spec()
+        return super().preprocess(nb, resources)
+
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell):
-            problem = outside_problem(cell.source)
+            problem = outside_problem(cell.source, self._course)
             if problem:
                 grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", f"#{cell_index}")
                 raise ValueError(f"test cell {grade_id!r} cannot be graded outside the student's kernel: {problem}")
@@ -273,7 +287,7 @@ class SafeExecute(Execute):
             self.log.warning("%s; the cells after it were not run in the kernel. The graded cells are checked "
                              "outside the kernel all the same.", message)
             # resources, not metadata: ClearMetadataPreprocessor runs between here and CheckOutsideKernel
-            resources["lnkit_kernel"] = {"stopped": what, "message": message}
+            resources["sandbox_kernel"] = {"stopped": what, "message": message}
             for cell in nb.cells:  # mark where it stopped: the first code cell that never got a reply
                 if cell.cell_type == "code" and cell.get("execution_count") is None:
                     cell.setdefault("outputs", []).append(NotebookNode(
@@ -328,7 +342,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         if not execute.enabled:
             # `nbgrader autograde --no-execute`: the instructor asked for no student code to run. As in nbgrader, the
             # test cells keep the outputs saved in the submission, which are the student's own; the notebook's
-            # metadata records that these scores were not verified (lnkit_grading.not_executed).
+            # metadata records that these scores were not verified (nbgrader_sandbox.not_executed).
             self.log.warning("--no-execute: no student code is run; the test cells are scored from the outputs saved "
                              "in the submission, which the student could have edited (not verified)")
             _record(nb, not_executed=True)
@@ -355,6 +369,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                        "files": files, "uid_base": settings.uid_base,
                        "allow_unsandboxed": settings.allow_unsandboxed, "cell_seconds": timeout},
             "hidden_key": hidden_key.hex(),
+            "course": settings.course,
         }
         result = self._run_checker(job)
         if result.get("refused"):
@@ -374,7 +389,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                                "in_kernel": in_kernel if ran else None, "message": wire.cut(verdict["evalue"], 500)}
         _record(nb, cells=cells, events=result.get("events", []), load_errors=result.get("load_errors", []),
                 isolation=result.get("isolation", ""), checker_error=result.get("error", ""),
-                kernel=resources.get("lnkit_kernel", {}))
+                kernel=resources.get("sandbox_kernel", {}))
         return nb, resources
 
     def _submitted_folder(self, info: dict) -> str | None:
@@ -388,11 +403,11 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         return path if os.path.isdir(path) and not os.path.islink(path) else None
 
     def _run_checker(self, job: dict) -> dict:
-        work = tempfile.mkdtemp(prefix="lnkit-checker-")
+        work = tempfile.mkdtemp(prefix="sandbox-checker-")
         try:
             # the instructor's test cells see the grader's environment as they would in nbgrader's kernel (which gets
             # os.environ as it is now: NBGRADER_EXECUTION=autograde included); student code never does
-            proc = subprocess.run([sys.executable, "-I", "-m", "lnkit.grading.checker"], input=json.dumps(job),
+            proc = subprocess.run([sys.executable, "-I", "-m", "nbgrader_sandbox.checker"], input=json.dumps(job),
                                   capture_output=True, text=True, cwd=work, timeout=self.notebook_seconds,
                                   env=dict(os.environ))
         except subprocess.TimeoutExpired:
@@ -400,7 +415,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         finally:
             sandbox.remove_tree(work)
         if proc.returncode != 0:
-            self.log.error("lnkit.grading.checker failed:\n%s", proc.stderr[-3000:])
+            self.log.error("nbgrader_sandbox.checker failed:\n%s", proc.stderr[-3000:])
             return {"error": f"the checker failed (exit status {proc.returncode}); see the grading log"}
         return json.loads(proc.stdout)
 
@@ -438,7 +453,7 @@ class SafeOutputs(Preprocessor):
     text (stdout, stderr), errors, ``text/plain``, and PNG/JPEG/GIF images as base64 data; everything else is dropped
     (``text/html``, ``text/markdown``, ``text/latex``, ``application/javascript``, ``image/svg+xml``, widget views and
     the notebook's ``metadata.widgets``, any output metadata but an image's width and height, attachments of markdown
-    and raw cells that are not such images). What was dropped is recorded in the notebook's ``lnkit_grading`` metadata
+    and raw cells that are not such images). What was dropped is recorded in the notebook's ``nbgrader_sandbox`` metadata
     (``unsafe_outputs``: the cell index and the kind), for the integrity report."""
 
     # nbconvert's Preprocessor, not nbgrader's: the formgrader's HTMLExporter runs it too, and nbgrader's base

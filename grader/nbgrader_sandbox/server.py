@@ -1,27 +1,29 @@
 """The student server: runs one student's code inside their sandbox and serves calls to its functions.
 
-:class:`lnkit.grading.remote.StudentServer` starts it inside a bubblewrap sandbox (:mod:`.sandbox`) that holds the
+:class:`nbgrader_sandbox.remote.StudentServer` starts it inside a bubblewrap sandbox (:mod:`.sandbox`) that holds the
 standard library, the packages the assignment allows (NumPy for most) and this file with :mod:`.wire` beside it,
-nothing more: lnkit is not there, and neither are its checks, their reference answers or the hidden tests. It imports
-nothing of lnkit; it talks to the checker over two pipes (file descriptors given on the command line).
+nothing more: the course's packages are not there, and neither are its checks, their reference answers or the hidden
+tests. It imports nothing of the grader but :mod:`.wire`; it talks to the checker over two pipes (file descriptors
+given on the command line).
 
 It executes the notebook's code cells in order, as a notebook would (a failing cell does not stop the next), then
 answers ``call`` requests: function name and plain arguments in; the plain result and the arguments as they are
-after the call out. ``import lnkit`` (and ``import torch`` where the assignment does not allow torch) gives a stand-in
-module with no code in it: calling anything from it raises :class:`ReferenceRefused`, which the check reports as "you
-called lnkit.layer_norm instead of writing it". Every exception, ``SystemExit`` and ``KeyboardInterrupt`` included,
-becomes a reply; a process that dies leaves the checker an end of file, which it reports.
+after the call out. Importing one of the course's refused packages (its ``REFERENCES``, and for example ``torch``
+where the assignment does not grant it; see :mod:`.course`) gives a stand-in module with no code in it: calling
+anything from it raises :class:`ReferenceRefused`, which the check reports as "you called a reference instead of
+writing it". Every exception, ``SystemExit`` and ``KeyboardInterrupt`` included, becomes a reply; a process that dies
+leaves the checker an end of file, which it reports.
 
-What the checker sends besides the student's code is plain source it chooses per call: the classes that rebuild
-chapter 6's sublayer and norm, and, in a separate server used for nothing else, chapter 5's stand-in ``rms_norm``
-(made per call by ``make_rms_norm(factor)``, deliberately not a true RMSNorm: see
-:func:`lnkit.checks.check_layer_norm_via_rms`).
+What the checker sends besides the student's code is plain source the course registered and the checker chooses per
+call: the classes that rebuild objects the checks pass (the course's ``CARRIED``), and, in a separate server used for
+nothing else, a stand-in that replaces one of the notebook's names during a call (``STAND_INS``, made per call by
+``make_<name>(*params)``).
 
 This process is the student's: their code can patch this module, the clock, the profiler, anything in it. So a reply
 carries values, and only values: what the student's functions return and leave behind, which any function the
 student could have written might give. Nothing in a reply says how an answer was computed or how long it took; the
 checker measures time from outside (the kernel's count of this sandbox's CPU seconds, see
-:attr:`lnkit.grading.remote.StudentServer.cpu_used`). Each field, and why it is safe to read:
+:attr:`nbgrader_sandbox.remote.StudentServer.cpu_used`). Each field, and why it is safe to read:
 
 - ``load``: ``errors`` (the cells that raised, by type and message) is recorded in the graded notebook's metadata,
   never scored; ``names`` says what each name a test cell reads is. A function is called here; plain data is a value the
@@ -180,13 +182,10 @@ class Server:
         return {"status": "ok"}
 
     def _rebuilders(self) -> dict:
-        """Chapter 6's sublayer and norm, rebuilt from their plain state by the support classes, when sent."""
-        out = {}
-        for kind in ("Linear", "Norm"):
-            cls = self.support.get(kind)
-            if isinstance(cls, type):
-                out[kind] = (lambda c: lambda state: c.from_state(state))(cls)
-        return out
+        """The classes the checker's support sources defined (the course's carried classes, see
+        nbgrader_sandbox.course), each rebuilding its objects from their plain state."""
+        return {name: cls.from_state for name, cls in self.support.items()
+                if isinstance(cls, type) and callable(getattr(cls, "from_state", None))}
 
     def call(self, request: dict, blobs: list) -> tuple[dict, list]:
         name = request["name"]

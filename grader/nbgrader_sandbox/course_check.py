@@ -8,8 +8,8 @@ After ``nbgrader collect``, ``submitted/<student>/`` may even be writable by eve
 
 Run it on its own::
 
-    python -m lnkit.grading.course_check [COURSE_ROOT]          # exit status 1 when something is exposed
-    python -m lnkit.grading.course_check [COURSE_ROOT] --fix    # run the printed chmod commands
+    python -m nbgrader_sandbox.course_check [COURSE_ROOT]          # exit status 1 when something is exposed
+    python -m nbgrader_sandbox.course_check [COURSE_ROOT] --fix    # run the printed chmod commands
 
 The grading commands call :func:`require_private_course`, which refuses to grade (or only warns) when students
 could read or change these files. "Students" here are the users who are neither the file's owner nor, where the
@@ -187,7 +187,7 @@ def fix(found: list[Exposure]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lnkit.grading.course_check",
+    parser = argparse.ArgumentParser(prog="python -m nbgrader_sandbox.course_check",
                                      description="Check that students cannot read or change the course folder's "
                                                  "solutions, gradebook, submissions and feedback.")
     parser.add_argument("root", nargs="?", default=".", help="the course directory (default: the current folder)")

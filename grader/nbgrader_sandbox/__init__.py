@@ -13,7 +13,7 @@ Not imported by ``import lnkit``; this subpackage is the only place that imports
   nbgrader metadata from the instructor's source, keep a dead kernel from stopping a submission, and keep the
   hidden tests out of the feedback;
 - :mod:`.integrity` and :mod:`.similarity`: what looks like tampering or copying, per submission; :mod:`.parallel`
-  and ``python -m lnkit.grading autograde``: a whole class across all cores, ending with the grades CSV and the
+  and ``python -m nbgrader_sandbox autograde``: a whole class across all cores, ending with the grades CSV and the
   reports; :mod:`.course_check`: can other users read the course folder;
 - :mod:`.collect`: ``nbgrader collect`` timing each submission by the exchange's inode change times, not by the
   student's ``timestamp.txt``.

@@ -23,19 +23,21 @@ import re
 import stat
 from dataclasses import asdict, dataclass
 
+from .layout import CourseLayout
 
-# where lnkit.grading.preprocessors records what grading saw, in each autograded notebook's metadata (defined here,
+
+# where nbgrader_sandbox.preprocessors records what grading saw, in each autograded notebook's metadata (defined here,
 # not there, so that reading a report never imports nbgrader: three seconds)
-METADATA_KEY = "lnkit_grading"
+METADATA_KEY = "nbgrader_sandbox"
 
-SHADOWED = {"lnkit", "numpy", "torch", "IPython", "ipykernel", "nbgrader", "sitecustomize", "usercustomize", "math"}
+# packages a file of the submission's folder could shadow in the in-kernel run (with the course's own, see _shadowed)
+SHADOWED = {"numpy", "IPython", "ipykernel", "nbgrader", "sitecustomize", "usercustomize", "math"}
 
 # (pattern, why): the tricks of the failure corpus, seen in the student's own cells
 PATTERNS = [
     (r"input_transformers", "registers an IPython input transformer (can rewrite or blank the test cells)"),
     (r"\bset(profile|trace)\s*\(|settrace|setprofile", "installs a profiler or tracer (sys.setprofile/settrace)"),
     (r"\bevents\.register\s*\(", "registers an IPython event callback"),
-    (r"(lnkit\.)?checks\.\w+\s*=(?!=)|setattr\(\s*(lnkit\.)?checks\b", "replaces a function of lnkit.checks"),
     (r"\b(np|numpy)\.(allclose|array_equal|isclose|all)\s*=(?!=)", "replaces a NumPy comparison function"),
     (r"\b(np|numpy)\.testing(\.\w+)?\s*=(?!=)|setattr\(\s*(np|numpy)\.testing", "replaces numpy.testing"),
     (r"\bos\._exit\s*\(|\bos\.kill\s*\(|\bsignal\.", "ends or signals the process (os._exit, os.kill, signal)"),
@@ -128,10 +130,37 @@ def _normal(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
-def scan_submission(course: str, assignment: str, student: str, notebooks: list[str], release_dir: str) -> list[Flag]:
-    """Flags from the submitted folder alone."""
+def _course(course_root: str):
+    """The course's description (nbgrader_sandbox.course) where the folder has a configuration, else None."""
+    if not os.path.exists(os.path.join(course_root, "nbgrader_config.py")):
+        return None
+    from .settings import for_course
+
+    return for_course(course_root).course_spec()
+
+
+def _shadowed(spec) -> set[str]:
+    return SHADOWED | set(spec.references + spec.refused_unless_granted + spec.kernel_packages if spec else ())
+
+
+def _patterns(spec) -> list[tuple[str, str]]:
+    """PATTERNS, and one per module of the course's checks: replacing a check (``checks.check_x = ...``)."""
+    extra = []
+    for module in spec.check_modules if spec else ():
+        parts = module.split(".")
+        name = re.escape(parts[-1])
+        prefix = "".join(rf"({re.escape(p)}\.)?" for p in parts[:-1])
+        extra.append((rf"{prefix}{name}\.\w+\s*=(?!=)|setattr\(\s*{prefix}{name}\b", f"replaces a function of {module}"))
+    return PATTERNS + extra
+
+
+def scan_submission(course: str, assignment: str, student: str, notebooks: list[str], release_dir: str,
+                    layout: CourseLayout | None = None) -> list[Flag]:
+    """Flags from the submitted folder alone (``layout``: the course's folders; nbgrader's defaults if None)."""
     flags = []
-    folder = os.path.join(course, "submitted", student, assignment)
+    spec = _course(course)
+    layout = layout or CourseLayout(course)
+    folder = layout.folder("submitted", student, assignment)
     present = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.ipynb")))
     for name in notebooks if os.path.isdir(folder) else []:  # a folder set aside whole is flagged by intake
         if f"{name}.ipynb" not in present:
@@ -140,11 +169,11 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
             flags.append(Flag(student, name, "structure", f"notebook {name}.ipynb is missing: scored 0{hint}"))
     for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         stem = entry[:-3] if entry.endswith(".py") else entry
-        if stem in SHADOWED and (entry.endswith(".py") or os.path.isdir(os.path.join(folder, entry))):
+        if stem in _shadowed(spec) and (entry.endswith(".py") or os.path.isdir(os.path.join(folder, entry))):
             flags.append(Flag(student, "", "tampering", f"the submission contains {entry}, which shadows the "
                                                         f"package {stem} in the notebook's folder"))
-    flags += _submission_time(course, student, assignment)
-    for item in _refused(course, student, assignment):
+    flags += _submission_time(layout, student, assignment)
+    for item in _refused(layout, student, assignment):
         kept = f" (moved aside to {item['kept_at']}, never read)" if item.get("kept_at") else ""
         flags.append(Flag(student, "", "intake", f"{item.get('file')} was refused: {item.get('why')}{kept}"))
     for name in notebooks:
@@ -152,33 +181,35 @@ def scan_submission(course: str, assignment: str, student: str, notebooks: list[
         release = os.path.join(release_dir, assignment, f"{name}.ipynb")
         # a regular file only (intake moved links and FIFOs aside; this never opens one, whatever ran before)
         if os.path.exists(release) and os.path.lexists(path) and stat.S_ISREG(os.lstat(path).st_mode):
-            flags += _scan_notebook(student, name, path, release)
+            flags += _scan_notebook(student, name, path, release, _patterns(spec))
     return flags
 
 
-def _submission_time(course: str, student: str, assignment: str) -> list[Flag]:
+def _submission_time(layout: CourseLayout, student: str, assignment: str) -> list[Flag]:
     """A submission time the student claimed that the exchange contradicts (:mod:`.collect`), or one that only the
-    student vouches for: a timestamp.txt that came through a collect without lnkit's."""
-    student_dir = os.path.join(course, "submitted", student)
+    student vouches for: a timestamp.txt that came through a collect without the grader's."""
+    student_dir = layout.folder("submitted", student)
     try:
         with open(os.path.join(student_dir, f".collected-{assignment}.json"), encoding="utf-8") as fh:
             record = json.load(fh)
     except FileNotFoundError:
         if os.path.lexists(os.path.join(student_dir, assignment, "timestamp.txt")):
             return [Flag(student, "", "time", "the submission time is the student's own timestamp.txt: it was not "
-                                              "collected by lnkit.grading.collect (see nbgrader_config.py)")]
+                                              "collected by nbgrader_sandbox.collect (see nbgrader_config.py)")]
         return []
     except (OSError, ValueError) as e:
         return [Flag(student, "", "time", f"the collect record cannot be read: {type(e).__name__}")]
     differs = record.get("differs") if isinstance(record, dict) else None
     if not isinstance(differs, list):
-        return [Flag(student, "", "time", "the collect record is not one lnkit.grading.collect writes")]
+        return [Flag(student, "", "time", "the collect record is not one nbgrader_sandbox.collect writes")]
     return [Flag(student, "", "time", f"claimed submission time: {why}") for why in differs]
 
 
-def _refused(course: str, student: str, assignment: str) -> list[dict]:
+def _refused(layout: CourseLayout, student: str, assignment: str) -> list[dict]:
     """What intake (:mod:`.intake`) moved aside from this submission."""
-    path = os.path.join(course, "submitted", student, f".refused-{assignment}", "intake.json")
+    from .intake import REFUSED_PREFIX
+
+    path = os.path.join(layout.folder("submitted", student), REFUSED_PREFIX + assignment, "intake.json")
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -186,7 +217,8 @@ def _refused(course: str, student: str, assignment: str) -> list[dict]:
         return []
 
 
-def _scan_notebook(student: str, name: str, path: str, release_path: str) -> list[Flag]:
+def _scan_notebook(student: str, name: str, path: str, release_path: str,
+                   patterns: list[tuple[str, str]] = PATTERNS) -> list[Flag]:
     flags = []
     try:
         nb = _read(path)
@@ -217,7 +249,7 @@ def _scan_notebook(student: str, name: str, path: str, release_path: str) -> lis
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or (meta.get("grade") and not meta.get("solution")):
             continue
-        for pattern, why in PATTERNS:
+        for pattern, why in patterns:
             if why not in found and re.search(pattern, cell.source):
                 found[why] = meta.get("grade_id") or "an added cell"
     for why, where in found.items():
@@ -225,11 +257,13 @@ def _scan_notebook(student: str, name: str, path: str, release_path: str) -> lis
     return flags
 
 
-def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]) -> list[Flag]:
+def scan_graded(course: str, assignment: str, student: str, notebooks: list[str],
+                layout: CourseLayout | None = None) -> list[Flag]:
     """Flags from what grading recorded in the autograded notebooks."""
     flags = []
+    layout = layout or CourseLayout(course)
     for name in notebooks:
-        path = os.path.join(course, "autograded", student, assignment, f"{name}.ipynb")
+        path = layout.notebook("autograded", student, assignment, name)
         if not os.path.exists(path):
             continue
         record = _read(path).metadata.get(METADATA_KEY, {})

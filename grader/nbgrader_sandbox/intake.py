@@ -1,10 +1,10 @@
 """Taking submissions in safely, and handing what grading wrote back to the course's owner.
 
 Both are nbgrader's own hooks, set in ``nbgrader_config.py`` for ``nbgrader autograde``, the formgrader's autograde
-button and ``python -m lnkit.grading autograde`` alike::
+button and ``python -m nbgrader_sandbox autograde`` alike::
 
-    c.Autograde.pre_convert_hook = "lnkit.grading.intake.pre_autograde"
-    c.Autograde.post_convert_hook = "lnkit.grading.intake.post_autograde"
+    c.Autograde.pre_convert_hook = "nbgrader_sandbox.intake.pre_autograde"
+    c.Autograde.post_convert_hook = "nbgrader_sandbox.intake.post_autograde"
 
 Before nbgrader reads a submission (``submitted/<student>/<assignment>/``), :func:`pre_autograde` moves every entry
 that is not a plain regular file (symbolic links, FIFOs, sockets, devices), and files past the caps on size and count,
@@ -39,7 +39,7 @@ REFUSED_PREFIX = ".refused-"
 
 def _empty_notebook(why: str) -> dict:
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{
-        "cell_type": "markdown", "id": "lnkit-intake", "metadata": {},
+        "cell_type": "markdown", "id": "nbgrader-sandbox-intake", "metadata": {},
         "source": f"**This notebook was not graded as submitted:** {why}. Only plain files are accepted; hand in "
                   f"the notebook itself, not a link or a special file."}]}
 
@@ -161,7 +161,7 @@ def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
             aside = _set_aside_whole(folder)
         except OSError as again:
             # nbgrader would copy the folder's files, following links: stop the run rather than that
-            raise SystemExit(f"lnkit intake: {folder} could not be checked ({_reason(e, folder)}) nor moved aside "
+            raise SystemExit(f"nbgrader-sandbox intake: {folder} could not be checked ({_reason(e, folder)}) nor moved aside "
                              f"({_reason(again, folder)}); nothing was graded after it. Make the folder writable by "
                              f"you, or move it away, and grade again.") from e
         why = f"intake failed ({_reason(e, folder)}), so nothing of it was read or run"
@@ -260,7 +260,7 @@ def post_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
 
 # --- the course's secret --------------------------------------------------------------------------------------------
 
-SECRET_FILE = ".lnkit-secret"
+SECRET_FILE = ".grading-secret"
 
 
 def course_secret(db_url: str) -> bytes:
@@ -276,7 +276,7 @@ def course_secret(db_url: str) -> bytes:
     path = os.path.join(folder, SECRET_FILE)
     if not os.path.lexists(path):
         # written whole, then linked into place: a grader running beside this one never reads a half-written file
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".lnkit-secret-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grading-secret-")
         with os.fdopen(fd, "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         if os.geteuid() == 0:
@@ -310,7 +310,7 @@ def submission_digest(folder: str) -> str:
     """
     if not os.path.isdir(folder) or os.path.islink(folder):
         raise ValueError(f"folder: expected a submission's folder; got {folder!r:.200}")
-    digest = hashlib.sha256(b"lnkit submission v1\0")
+    digest = hashlib.sha256(b"nbgrader-sandbox submission v1\0")
 
     def add(*parts: bytes) -> None:  # length-prefixed: no two different folders hash alike
         for part in parts:
@@ -359,5 +359,5 @@ def hidden_cases_key(secret: bytes, student: str, assignment: str, notebook: str
     for name, value in (("student", student), ("assignment", assignment), ("notebook", notebook), ("digest", digest)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name}: expected a non-empty str; got {value!r:.80}")
-    message = json.dumps(["lnkit hidden cases v1", student, assignment, notebook, digest]).encode()
+    message = json.dumps(["nbgrader-sandbox hidden cases v1", student, assignment, notebook, digest]).encode()
     return hmac.new(secret, message, hashlib.sha256).digest()

@@ -1,4 +1,4 @@
-"""Autograde a whole class across all cores: ``python -m lnkit.grading autograde ASSIGNMENT [--jobs N]``.
+"""Autograde a whole class across all cores: ``python -m nbgrader_sandbox autograde ASSIGNMENT [--jobs N]``.
 
 nbgrader has no parallel mode (its issue 174). Here ``--jobs`` worker processes (:mod:`.worker`) each run nbgrader's
 own autograde, one student at a time, taking the next student from a shared queue, with a progress bar. SQLite
@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 
 from . import integrity, sandbox, similarity
+from .layout import CourseLayout
+from .layout import for_course as course_layout
 
 
 @dataclass
@@ -39,11 +41,9 @@ class Outcome:
 
 def _settings(course: str):
     """The course's GradingSandbox settings, read from its nbgrader_config.py as nbgrader reads them."""
-    from traitlets.config.loader import PyFileConfigLoader
+    from .settings import for_course
 
-    from .kernel import GradingSandbox
-
-    return GradingSandbox(config=PyFileConfigLoader("nbgrader_config.py", path=course).load_config())
+    return for_course(course)
 
 
 def refusal(course: str) -> str:
@@ -92,18 +92,18 @@ def leftover_processes(uids: set[int]) -> list[str]:
     return found
 
 
-def submitted_students(course: str, assignment: str) -> list[str]:
-    root = os.path.join(course, "submitted")
+def submitted_students(course: str, assignment: str, layout: CourseLayout | None = None) -> list[str]:
+    root = (layout or CourseLayout(course)).folder("submitted")
     if not os.path.isdir(root):
         return []
     return sorted(s for s in os.listdir(root) if os.path.isdir(os.path.join(root, s, assignment)))
 
 
 class _Worker:
-    """One ``python -m lnkit.grading.worker`` process: one JSON object a line in, one JSON object a line out."""
+    """One ``python -m nbgrader_sandbox.worker`` process: one JSON object a line in, one JSON object a line out."""
 
     def __init__(self, course: str, assignment: str, log, env: dict):
-        self.args = ([sys.executable, "-m", "lnkit.grading.worker", assignment],
+        self.args = ([sys.executable, "-m", "nbgrader_sandbox.worker", assignment],
                      dict(cwd=course, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env))
         self.proc: subprocess.Popen | None = None
 
@@ -175,7 +175,8 @@ def zero_missing_and_verify(course: str, db_url: str, assignment: str, students:
 
     mismatches, notebooks = [], []
     # a folder intake moved aside whole was not graded: it gets no zeros (the NBGRADER ERROR line and the report say so)
-    set_aside = {s for s in students if not os.path.isdir(os.path.join(course, "submitted", s, assignment))}
+    layout = course_layout(course)
+    set_aside = {s for s in students if not os.path.isdir(layout.folder("submitted", s, assignment))}
     students = [s for s in students if s not in set_aside]
     with Gradebook(db_url) as gb:
         notebooks = [nb.name for nb in gb.find_assignment(assignment).notebooks]
@@ -186,7 +187,7 @@ def zero_missing_and_verify(course: str, db_url: str, assignment: str, students:
                 gb.update_or_create_student(student)
                 gb.update_or_create_submission(assignment, student)
             for name in notebooks:
-                path = os.path.join(course, "submitted", student, assignment, f"{name}.ipynb")
+                path = layout.notebook("submitted", student, assignment, name)
                 sub = gb.find_submission_notebook(name, assignment, student)
                 if not os.path.exists(path):
                     for grade in sub.grades:
@@ -222,7 +223,8 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be a positive number of worker processes; got {jobs!r}")
     jobs = jobs or os.cpu_count() or 1
-    students = submitted_students(course, assignment)
+    layout = course_layout(course)
+    students = submitted_students(course, assignment, layout)
     outcome = Outcome(students)
     if not students:
         raise ValueError(f"assignment: no submissions of {assignment!r} in {course}/submitted/<student>/")
@@ -232,20 +234,20 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     from .course_check import report as exposure_report, require_private_course
 
     exposed = require_private_course(course, refuse=False)  # loud, with the exact chmod; the report repeats it
-    for folder in ("autograded", "feedback"):
-        os.makedirs(os.path.join(course, folder), exist_ok=True)
-    db_path = os.path.join(course, "gradebook.db")
+    for step in ("autograded", "feedback"):
+        os.makedirs(layout.folder(step), exist_ok=True)
+    db_path = layout.gradebook
     before = _manual_scores(db_path, assignment)
     # similarity reads only the submitted notebooks, never a grade: it runs beside the workers, not after them
-    release_dir = os.path.join(course, "exercises", assignment)
+    release_dir = layout.folder("release", assignment=assignment)
     release_notebooks = sorted(n[:-len(".ipynb")] for n in os.listdir(release_dir)
                                if n.endswith(".ipynb")) if os.path.isdir(release_dir) else []
-    report_path = report or os.path.join(course, "autograded", f"integrity-{assignment}.md")
+    report_path = report or os.path.join(layout.folder("autograded"), f"integrity-{assignment}.md")
     side = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     similar = side.submit(similarity.scan, course, assignment, students, release_notebooks,
                           os.path.dirname(report_path))
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    log_path = os.path.join(course, "autograded", f"lnkit-autograde-{assignment}.log")
+    log_path = os.path.join(layout.folder("autograded"), f"autograde-{assignment}.log")
     start = time.perf_counter()
     with open(log_path, "a") as log:
         workers = [_Worker(course, assignment, log, env) for _ in range(max(1, min(jobs, len(students))))]
@@ -266,10 +268,10 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
         finally:
             for w in workers:
                 w.close()
-    release = os.path.join(course, "exercises")
+    release = layout.folder("release")
     for student in students:
-        outcome.flags += integrity.scan_submission(course, assignment, student, notebooks, release)
-        outcome.flags += integrity.scan_graded(course, assignment, student, notebooks)
+        outcome.flags += integrity.scan_submission(course, assignment, student, notebooks, release, layout=layout)
+        outcome.flags += integrity.scan_graded(course, assignment, student, notebooks, layout=layout)
         result = outcome.results.get(student, {})
         if not result.get("success"):
             last = (result.get("error") or "no result").strip().splitlines()[-1:]
@@ -294,8 +296,8 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
     from .intake import give_back
 
-    give_back(course, trees=[os.path.join(course, "autograded"), os.path.join(course, "feedback"),
-                                               outcome.grades, os.path.join(course, "gradebook.db")])
+    give_back(course, trees=[layout.folder("autograded"), layout.folder("feedback"), outcome.grades,
+                             *([layout.gradebook] if layout.gradebook else [])])
     return outcome
 
 

@@ -1,0 +1,66 @@
+"""The grader's settings, read from the course's ``nbgrader_config.py`` as nbgrader reads them: ``c.GradingSandbox``.
+
+Every limit is in CPU seconds where it is a time (a busy machine never changes a verdict); wall-clock seconds appear
+only as backstops, and say so.
+"""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Bool, Dict, Integer, List, Unicode
+from traitlets.config import Configurable
+
+from . import sandbox
+from .course import Course
+from .course import load as load_course
+
+
+class GradingSandbox(Configurable):
+    """What untrusted code may use when it is graded: the same for the kernel and for the student server."""
+
+    course = Unicode("", help="the module that describes the course to the grader (see nbgrader_sandbox.course): its "
+                              "checks, the helpers they send, its references, its hidden-case hook; empty for a "
+                              "course whose test cells need none of them").tag(config=True)
+    packages = Dict({}, help="per assignment, the packages graded code may import (others get default_packages); "
+                             "the course's REFERENCES are never granted").tag(config=True)
+    default_packages = List(["numpy"], help="the packages graded code may import").tag(config=True)
+    kernel_packages = List(["ipykernel"], help="added in the kernel only (with the course's KERNEL_PACKAGES): it runs "
+                                               "the notebook as the student sees it, and decides no score"
+                           ).tag(config=True)
+    memory_bytes = Integer(4 * 1024**3, help="memory of each student's sandbox, all its processes together (and the "
+                                             "address space of each one), bytes").tag(config=True)
+    # measured: the kernel holds 12 threads (ipykernel's), bubblewrap 2; exercise 06 (torch, OMP_NUM_THREADS=1)
+    # trains with no more; the rest is room for threads that come and go while the kernel starts
+    processes = Integer(32, help="processes and threads of each student's kernel sandbox, all together (bubblewrap's "
+                                 "two included); the student server's is 16").tag(config=True)
+    cpu_seconds = Integer(900, help="CPU-seconds limit of each sandboxed process (a backstop)").tag(config=True)
+    uid_base = Integer(2_100_000_000, help="as root, each student's sandbox runs as a uid of its own, from "
+                                           "uid_base to uid_base + 999999 (no account needed)").tag(config=True)
+    allow_unsandboxed = Bool(False, help="grade WITHOUT a sandbox where bubblewrap is unavailable: only for a "
+                                         "setting where every student is trusted").tag(config=True)
+
+    def course_spec(self) -> Course:
+        """The course module's description, loaded and checked once (see nbgrader_sandbox.course)."""
+        return load_course(self.course)
+
+    def packages_for(self, assignment: str) -> tuple[str, ...]:
+        return tuple(self.packages.get(assignment, self.default_packages))
+
+    def refusal(self) -> str:
+        """Why student code must not run here ("" when a sandbox can be made, or the instructor opted out)."""
+        reason = sandbox.unavailable()
+        if not reason or self.allow_unsandboxed:
+            return ""
+        return (f"nbgrader_sandbox refuses to run student code: no sandbox can be made here. {reason}. To grade anyway "
+                f"where every student is trusted, set c.GradingSandbox.allow_unsandboxed = True in nbgrader_config.py.")
+
+
+def for_course(course_root: str) -> GradingSandbox:
+    """The course's GradingSandbox settings, read from its nbgrader_config.py as nbgrader reads them."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = os.path.join(course_root, "nbgrader_config.py")
+    if not os.path.exists(path):
+        raise ValueError(f"course: {course_root} has no nbgrader_config.py; run this from the course directory")
+    return GradingSandbox(config=PyFileConfigLoader("nbgrader_config.py", path=course_root).load_config())
