@@ -61,7 +61,7 @@ def run(reps: int = 15, threads: list[int] | None = None, shapes=SHAPES, ops=("l
     import torch.nn.functional as F
 
     import lnkit
-    import lnkit.norms
+    import lnkit.blocked
 
     threads = threads or sorted({1, torch.get_num_threads()})
     rng = np.random.default_rng(0)
@@ -79,7 +79,7 @@ def run(reps: int = 15, threads: list[int] | None = None, shapes=SHAPES, ops=("l
 
         for n in threads:
             torch.set_num_threads(n)
-            previous = lnkit.norms.set_num_threads(n)
+            previous = lnkit.blocked.set_num_threads(n)
             copy = _parallel_copy(x, sink, n)
             try:
                 for op in ops:
@@ -147,7 +147,7 @@ def run(reps: int = 15, threads: list[int] | None = None, shapes=SHAPES, ops=("l
                     rows.append(row)
                     log(format_row(row))
             finally:
-                lnkit.norms.set_num_threads(previous)
+                lnkit.blocked.set_num_threads(previous)
     return rows
 
 

@@ -228,9 +228,9 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     return (xc * r * np.asarray(gamma, np.float64) + np.asarray(beta, np.float64)).astype(x.dtype)
 """,
     }, "dave", "every name renamed, docstrings deleted"),
-    # lnkit's own code (lnkit/norms.py: _rows_view, _in_work, _centre_block, and layer_norm_stats's and layer_norm's
-    # bodies less the torch path and the argument checks, one block instead of many), pasted: names renamed,
-    # functions reordered
+    # lnkit's own code (the row-block engine, lnkit/blocked.py: _rows_view, _in_work, _centre_block, and
+    # layer_norm_stats's and layer_norm's bodies less the torch path and the argument checks, one block instead of
+    # many), pasted: names renamed, functions reordered
     "quinn": ({
         "layer_norm_stats": """\
 def layer_norm_stats(x):
@@ -290,5 +290,5 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     kern(0, len(rows))
     return res.reshape(x.shape)
 """,
-    }, "lnkit/norms.py", "lnkit's code pasted: names renamed, functions reordered"),
+    }, "lnkit/blocked.py", "lnkit's code pasted: names renamed, functions reordered"),
 }

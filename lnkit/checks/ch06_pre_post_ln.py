@@ -122,7 +122,7 @@ def _wiring_check(check, fname, student, hidden, seed, expected_form, variants):
         section='chapter 6, "Two wirings of one block"',
         expected=answer(expected_form),
         variants=[(msg, answer(form)) for msg, form in variants],
-        lnkit_files=("norms.py", "_torch.py", "gpt2.py"),
+        lnkit_files=("norms.py", "blocked.py", "_torch.py", "gpt2.py"),
     )
     _run(spec, student, _wiring_cases(hidden, seed), hidden=hidden)
 
