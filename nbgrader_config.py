@@ -50,9 +50,9 @@ c.GradingSandbox.memory_bytes = 4 * 1024**3
 c.Execute.timeout = int(os.environ.get("LNKIT_KERNEL_CELL_SECONDS", 60))
 # the whole in-kernel run (it only makes what the feedback shows): CPU seconds of the kernel's sandbox, and a
 # wall-clock backstop that sleeping cells cannot extend; exercise 06, which trains, takes about 25 s
-c.SafeExecute.notebook_cpu_seconds = float(os.environ.get("LNKIT_NOTEBOOK_CPU_SECONDS", 300))
-c.SafeExecute.notebook_wall_seconds = float(os.environ.get("LNKIT_NOTEBOOK_WALL_SECONDS", 900))
+c.GradingSandbox.notebook_cpu_seconds = float(os.environ.get("LNKIT_NOTEBOOK_CPU_SECONDS", 300))
+c.GradingSandbox.notebook_wall_seconds = float(os.environ.get("LNKIT_NOTEBOOK_WALL_SECONDS", 900))
 # Out of the kernel (the verdicts that count): CPU seconds per call of a student function, and for running the
 # notebook's code first. CPU time, not wall-clock time: a busy machine never changes a grade.
-c.CheckOutsideKernel.call_seconds = float(os.environ.get("LNKIT_CALL_SECONDS", 10))
-c.CheckOutsideKernel.start_seconds = float(os.environ.get("LNKIT_START_SECONDS", 30))
+c.GradingSandbox.call_seconds = float(os.environ.get("LNKIT_CALL_SECONDS", 10))
+c.GradingSandbox.start_seconds = float(os.environ.get("LNKIT_START_SECONDS", 30))

@@ -35,7 +35,8 @@ def make_course(root: Path, answers: dict) -> Path:
     """A course folder: the real release, the book, and one submission per student."""
     shutil.copytree(ROOT / "exercises" / ASSIGNMENT, root / "exercises" / ASSIGNMENT)
     os.symlink(ROOT / "book", root / "book")
-    (root / "nbgrader_config.py").write_text(f"c = get_config()\nc.GradingSandbox.course = {LNKIT_COURSE!r}\n")
+    (root / "nbgrader_config.py").write_text(f"c = get_config()\nc.GradingSandbox.course = {LNKIT_COURSE!r}\n"
+                                             f"c.CourseDirectory.release_directory = 'exercises'\n")
     release = root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     for student, cells in answers.items():
         write_submission(release, cells, root / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
@@ -138,7 +139,7 @@ def test_html_page_shows_pairs_side_by_side(graded):
     assert left.startswith("bob</h3>") and right.startswith("mallory</h3>")
     assert left.count("<mark>") >= 1 and "<mark>" in right
     assert "np.sqrt" in left
-    quinn = text.split("<section id='quinn--lnkit/norms.py'>")[1].split("</section>")[0]
+    quinn = text.split("<section id='quinn--lnkit/blocked.py'>")[1].split("</section>")[0]
     assert "ij-&gt;i" in quinn and "ij->i" not in quinn  # the code is escaped: the only tags are ours
     assert "All scores" in text and text.count("<tr class=") >= 55  # every pair of the 11 students is listed
 
@@ -150,7 +151,7 @@ def test_scan_gives_the_integrity_reports_lines(graded):
     assert lines[0].startswith("similarity: 55 pairs of students compared") and "4 above 60%" in lines[0]
     assert f"similarity-{ASSIGNMENT}.html" in lines[0]
     named = set(re.findall(r"[\w/.]+(?<!\.)", " ".join(lines[1:])))
-    assert set(PLANTED) | {"bob", "carol", "dave", "lnkit/norms.py"} <= named, lines
+    assert set(PLANTED) | {"bob", "carol", "dave", "lnkit/blocked.py"} <= named, lines
     assert not (set(HONEST) - {"bob", "carol", "dave"}) & named, lines
     assert len(similarity.scan(str(course), ASSIGNMENT, students, [ASSIGNMENT], str(course / "autograded"),
                                limit=2)) == 4  # the summary, two matches, "2 more on the page"

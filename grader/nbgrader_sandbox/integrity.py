@@ -23,6 +23,7 @@ import re
 import stat
 from dataclasses import asdict, dataclass
 
+from . import notebook
 from .layout import CourseLayout
 
 
@@ -92,42 +93,6 @@ def csv_cell(text, cap: int = MAX_DETAIL_CHARS) -> str:
     """text as a CSV cell that no spreadsheet runs: one line, and a cell that would start a formula gets a ``'``."""
     text = one_line(text, cap)
     return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-class _Node(dict):
-    """A notebook's JSON with attribute access, as nbformat gives it."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _node(value):
-    if isinstance(value, dict):
-        return _Node({k: _node(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_node(v) for v in value]
-    return value
-
-
-def _read(path: str) -> _Node:
-    """A notebook as plain JSON: nbformat's import alone takes two seconds here (its schema validation's grammar)."""
-    with open(path, encoding="utf-8") as fh:
-        nb = _node(json.load(fh))
-    if nb.get("nbformat") != 4:
-        raise ValueError(f"nbformat {nb.get('nbformat')}, not 4")
-    nb.setdefault("metadata", _Node())
-    for cell in nb.get("cells", []):
-        cell.setdefault("metadata", _Node())
-        if isinstance(cell.get("source"), list):  # a notebook may store a source as a list of lines
-            cell["source"] = "".join(cell["source"])
-    return nb
-
-
-def _normal(source: str) -> str:
-    return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
 def _course(course_root: str):
@@ -221,10 +186,10 @@ def _scan_notebook(student: str, name: str, path: str, release_path: str,
                    patterns: list[tuple[str, str]] = PATTERNS) -> list[Flag]:
     flags = []
     try:
-        nb = _read(path)
+        nb = notebook.read(path)
     except Exception as e:  # noqa: BLE001 - an unreadable notebook is itself the finding
         return [Flag(student, name, "structure", f"the notebook cannot be read: {type(e).__name__}: {e}")]
-    release = _read(release_path)
+    release = notebook.read(release_path)
     tests = {c.metadata["nbgrader"]["grade_id"]: c for c in release.cells
              if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
     by_id: dict = {}
@@ -242,7 +207,7 @@ def _scan_notebook(student: str, name: str, path: str, release_path: str,
         elif cells[0].cell_type != original.cell_type:
             flags.append(Flag(student, name, "tampering", f"test cell {grade_id} was turned into {cells[0].cell_type} "
                                                           f"(restored and graded)"))
-        elif _normal(cells[0].source) != _normal(original.source):
+        elif notebook.normal(cells[0].source) != notebook.normal(original.source):
             flags.append(Flag(student, name, "tampering", f"test cell {grade_id} was edited (restored and graded)"))
     found: dict = {}
     for cell in nb.cells:
@@ -266,7 +231,7 @@ def scan_graded(course: str, assignment: str, student: str, notebooks: list[str]
         path = layout.notebook("autograded", student, assignment, name)
         if not os.path.exists(path):
             continue
-        record = _read(path).metadata.get(METADATA_KEY, {})
+        record = notebook.read(path).metadata.get(METADATA_KEY, {})
         for grade_id, cell in sorted(record.get("cells", {}).items()):
             if not cell["passed"] and cell.get("in_kernel") is not None and cell["in_kernel"] >= cell["points"] > 0:
                 flags.append(Flag(student, name, "tampering", f"{grade_id} passed in the student's kernel but failed "

@@ -29,7 +29,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Bool, Float
+from traitlets import Bool
 
 from . import sandbox, wire
 from .integrity import METADATA_KEY
@@ -240,23 +240,16 @@ class RunnableOutsideKernel(NbGraderPreprocessor):
 class SafeExecute(Execute):
     """nbgrader's Execute, in an isolated kernel, where a dead or stuck kernel ends the run and grading goes on.
 
-    The whole in-kernel run has a budget: the kernel's sandbox may use ``notebook_cpu_seconds`` of CPU time
-    (measured outside it) and, as a backstop that sleeping cannot extend, ``notebook_wall_seconds`` since the kernel
+    The whole in-kernel run has a budget: the kernel's sandbox may use ``c.GradingSandbox.notebook_cpu_seconds`` of
+    CPU time (measured outside it) and, as a backstop that sleeping cannot extend, ``notebook_wall_seconds`` since the kernel
     started; then the kernel is stopped and the remaining cells are not run (the first of them says why). The run
     only makes what the feedback shows (the scores are decided outside), so this bounds the time per student.
     """
 
-    notebook_cpu_seconds = Float(300.0, help="CPU seconds the kernel's sandbox may use for the whole notebook"
-                                 ).tag(config=True)
-    notebook_wall_seconds = Float(900.0, help="seconds (wall-clock) the whole in-kernel run may take, however "
-                                  "little CPU it uses (a backstop: sleeping cells)").tag(config=True)
-
     def create_kernel_manager(self):
-        for name in ("notebook_cpu_seconds", "notebook_wall_seconds"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SafeExecute.{name} must be a positive number of seconds; got {getattr(self, name)!r}")
+        settings = GradingSandbox(parent=self)
         km = super().create_kernel_manager()
-        km.budget_cpu_seconds, km.budget_wall_seconds = self.notebook_cpu_seconds, self.notebook_wall_seconds
+        km.budget_cpu_seconds, km.budget_wall_seconds = settings.notebook_cpu_seconds, settings.notebook_wall_seconds
         self._last_km = km  # nbclient forgets it on cleanup; its stop_reason is read after
         return km
 
@@ -322,11 +315,6 @@ def _student_code(nb: NotebookNode, tests: list[int]) -> list[str]:
 class CheckOutsideKernel(NbGraderPreprocessor):
     """Decide every autograded test cell outside the student's kernel and make that the cell's output."""
 
-    call_seconds = Float(10.0, help="CPU seconds one call of a student function may take").tag(config=True)
-    start_seconds = Float(30.0, help="CPU seconds the notebook's code may take before the checks").tag(config=True)
-    notebook_seconds = Float(900.0, help="a wall-clock backstop on the whole checker process per notebook"
-                             ).tag(config=True)
-
     def preprocess(self, nb: NotebookNode, resources: dict):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gb:
@@ -363,7 +351,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
             "tests": [{"grade_id": nb.cells[i].metadata.nbgrader["grade_id"],
                        "source": source.get(nb.cells[i].metadata.nbgrader["grade_id"], nb.cells[i].source)}
                       for i in tests],
-            "limits": {"call_seconds": self.call_seconds, "start_seconds": self.start_seconds,
+            "limits": {"call_seconds": settings.call_seconds, "start_seconds": settings.start_seconds,
                        "memory_bytes": settings.memory_bytes, "cpu_seconds": settings.cpu_seconds,
                        "packages": list(settings.packages_for(assignment)), "key": f"{student}/{assignment}",
                        "files": files, "uid_base": settings.uid_base,
@@ -403,15 +391,16 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         return path if os.path.isdir(path) and not os.path.islink(path) else None
 
     def _run_checker(self, job: dict) -> dict:
+        wall = GradingSandbox(parent=self).checker_wall_seconds
         work = tempfile.mkdtemp(prefix="sandbox-checker-")
         try:
             # the instructor's test cells see the grader's environment as they would in nbgrader's kernel (which gets
             # os.environ as it is now: NBGRADER_EXECUTION=autograde included); student code never does
             proc = subprocess.run([sys.executable, "-I", "-m", "nbgrader_sandbox.checker"], input=json.dumps(job),
-                                  capture_output=True, text=True, cwd=work, timeout=self.notebook_seconds,
+                                  capture_output=True, text=True, cwd=work, timeout=wall,
                                   env=dict(os.environ))
         except subprocess.TimeoutExpired:
-            return {"error": f"grading stopped: checking this notebook took more than {self.notebook_seconds:g} s"}
+            return {"error": f"grading stopped: checking this notebook took more than {wall:g} s"}
         finally:
             sandbox.remove_tree(work)
         if proc.returncode != 0:

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import sandbox, wire
+from . import sandbox, settings, wire
 from .course import Course
 from .proxy import (CallTimeout, MemoryLimit, NotDefined, ProcessDied, ReferenceCalled, RefusedResult,
                     StudentCodeProblem, StudentRaised)
@@ -28,15 +28,15 @@ class Limits:
     """What one student's server may use, and where it runs. Time limits are CPU seconds: a busy machine slows a call
     down without changing its verdict; wall-clock time is only a backstop (``wall_factor`` times the CPU limit)."""
 
-    call_seconds: float = 10.0  # CPU seconds per call of a student function
-    start_seconds: float = 30.0  # CPU seconds to run the notebook's code before the first call
-    memory_bytes: int = 4 * 1024**3  # address space (RLIMIT_AS): torch alone maps about 1 GiB of it
-    cpu_seconds: int = 600  # per process (RLIMIT_CPU), a backstop behind the per-call limit
+    call_seconds: float = settings.CALL_SECONDS  # CPU seconds per call of a student function
+    start_seconds: float = settings.START_SECONDS  # CPU seconds to run the notebook's code before the first call
+    memory_bytes: int = settings.MEMORY_BYTES  # all the sandbox's processes together
+    cpu_seconds: int = settings.CPU_SECONDS  # per process (RLIMIT_CPU), a backstop behind the per-call limit
     wall_factor: float = 10.0
     packages: tuple = ("numpy",)  # what the student's code may import here (the assignment's declaration)
     key: str = "student"  # who this is ("student/assignment"): picks the sandbox's uid as root
     files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
-    uid_base: int = 2_100_000_000
+    uid_base: int = settings.UID_BASE
     allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox
     cell_seconds: float | None = None  # c.Execute.timeout: CPU seconds of the student code one test cell runs
 

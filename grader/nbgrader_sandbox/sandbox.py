@@ -37,7 +37,7 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 
-from . import supervisor
+from . import settings, supervisor
 
 SITE = "/sandbox/site"  # where granted packages appear inside
 HOME = "/home/student"  # the working folder inside: the student's files, read-only, and room to write
@@ -52,11 +52,10 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubble
 class Limits:
     """What one sandbox may use. CPU time, never wall-clock time, decides a grade (the machine may be busy)."""
 
-    memory_bytes: int = 4 * 1024**3  # all its processes together (see Containment); each one's address space too
-    cpu_seconds: int = 600  # per process in the sandbox: a backstop behind the per-call limits of the checker
-    # processes and threads together, bubblewrap's two included: the student server holds 3 (with torch too); the
-    # kernel needs more (GradingSandbox.processes)
-    processes: int = 16
+    memory_bytes: int = settings.MEMORY_BYTES  # all its processes together (see Containment); each one's address space
+    cpu_seconds: int = settings.CPU_SECONDS  # per process in the sandbox: a backstop behind the checker's limits
+    # processes and threads together, bubblewrap's two included (the kernel's: GradingSandbox.processes)
+    processes: int = settings.SERVER_PROCESSES
     file_bytes: int = 64 * 1024**2  # largest file it may write
     open_files: int = 256
     tmp_bytes: int = 64 * 1024**2  # each of /tmp and the working folder (in memory)
@@ -372,7 +371,7 @@ class Sandbox:
     read_only: tuple[tuple[str, str], ...] = ()  # (host path, path inside), e.g. the student server's code
     shared_dirs: tuple[str, ...] = ()  # host folders bound read-write at the same path (the kernel's sockets)
     env: dict = field(default_factory=dict)
-    uid_base: int = 2_100_000_000
+    uid_base: int = settings.UID_BASE
     containment: Containment | None = None  # None: the strongest this machine allows (containment())
 
     @property

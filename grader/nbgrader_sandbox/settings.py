@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, Dict, Integer, List, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from . import sandbox
 from .course import Course
 from .course import load as load_course
+
+# Each limit's one default: GradingSandbox's traits below, and the dataclasses that carry limits into other processes
+# (remote.Limits, sandbox.Limits), take them from here.
+MEMORY_BYTES = 4 * 1024**3  # each student's sandbox, all its processes together; torch alone maps about 1 GiB
+CPU_SECONDS = 900  # per sandboxed process (RLIMIT_CPU): a backstop behind the limits per call and per notebook
+CALL_SECONDS = 10.0  # CPU seconds per call of a student function, out of the kernel
+START_SECONDS = 30.0  # CPU seconds for the notebook's code to run before the first call, out of the kernel
+CHECKER_WALL_SECONDS = 900.0  # wall-clock backstop on the checker process of one notebook
+NOTEBOOK_CPU_SECONDS = 300.0  # CPU seconds of the kernel's sandbox for the whole in-kernel run
+NOTEBOOK_WALL_SECONDS = 900.0  # wall-clock backstop on the whole in-kernel run, which sleeping cannot extend
+# measured: the kernel holds 12 threads (ipykernel's), bubblewrap 2; exercise 06 (torch, OMP_NUM_THREADS=1)
+# trains with no more; the rest is room for threads that come and go while the kernel starts
+KERNEL_PROCESSES = 32
+SERVER_PROCESSES = 16  # the student server holds 3 (with torch too), bubblewrap's two included
+UID_BASE = 2_100_000_000
 
 
 class GradingSandbox(Configurable):
@@ -28,15 +42,25 @@ class GradingSandbox(Configurable):
     kernel_packages = List(["ipykernel"], help="added in the kernel only (with the course's KERNEL_PACKAGES): it runs "
                                                "the notebook as the student sees it, and decides no score"
                            ).tag(config=True)
-    memory_bytes = Integer(4 * 1024**3, help="memory of each student's sandbox, all its processes together (and the "
-                                             "address space of each one), bytes").tag(config=True)
-    # measured: the kernel holds 12 threads (ipykernel's), bubblewrap 2; exercise 06 (torch, OMP_NUM_THREADS=1)
-    # trains with no more; the rest is room for threads that come and go while the kernel starts
-    processes = Integer(32, help="processes and threads of each student's kernel sandbox, all together (bubblewrap's "
-                                 "two included); the student server's is 16").tag(config=True)
-    cpu_seconds = Integer(900, help="CPU-seconds limit of each sandboxed process (a backstop)").tag(config=True)
-    uid_base = Integer(2_100_000_000, help="as root, each student's sandbox runs as a uid of its own, from "
-                                           "uid_base to uid_base + 999999 (no account needed)").tag(config=True)
+    memory_bytes = Integer(MEMORY_BYTES, help="memory of each student's sandbox, all its processes together (and the "
+                                              "address space of each one), bytes").tag(config=True)
+    processes = Integer(KERNEL_PROCESSES, help="processes and threads of each student's kernel sandbox, all together "
+                                               f"(bubblewrap's two included); the student server's is "
+                                               f"{SERVER_PROCESSES}").tag(config=True)
+    cpu_seconds = Integer(CPU_SECONDS, help="CPU-seconds limit of each sandboxed process (a backstop)").tag(config=True)
+    call_seconds = Float(CALL_SECONDS, help="CPU seconds one call of a student function may take, out of the "
+                                            "kernel (the verdicts that count)").tag(config=True)
+    start_seconds = Float(START_SECONDS, help="CPU seconds the notebook's code may take before the first call, out "
+                                              "of the kernel").tag(config=True)
+    checker_wall_seconds = Float(CHECKER_WALL_SECONDS, help="wall-clock backstop on the checker of one notebook, "
+                                                            "seconds").tag(config=True)
+    notebook_cpu_seconds = Float(NOTEBOOK_CPU_SECONDS, help="CPU seconds the kernel's sandbox may use for the whole "
+                                                            "in-kernel run (it only makes the feedback)"
+                                 ).tag(config=True)
+    notebook_wall_seconds = Float(NOTEBOOK_WALL_SECONDS, help="wall-clock seconds the whole in-kernel run may take, "
+                                                              "however it spends them (a backstop)").tag(config=True)
+    uid_base = Integer(UID_BASE, help="as root, each student's sandbox runs as a uid of its own, from uid_base to "
+                                      "uid_base + 999999 (no account needed)").tag(config=True)
     allow_unsandboxed = Bool(False, help="grade WITHOUT a sandbox where bubblewrap is unavailable: only for a "
                                          "setting where every student is trusted").tag(config=True)
 
@@ -44,11 +68,20 @@ class GradingSandbox(Configurable):
         """The course module's description, loaded and checked once (see nbgrader_sandbox.course)."""
         return load_course(self.course)
 
+    @validate("call_seconds", "start_seconds", "checker_wall_seconds", "notebook_cpu_seconds", "notebook_wall_seconds")
+    def _positive(self, proposal):
+        if not proposal["value"] > 0:
+            raise TraitError(f"c.GradingSandbox.{proposal['trait'].name} must be a positive number of seconds; got "
+                             f"{proposal['value']!r}")
+        return proposal["value"]
+
     def packages_for(self, assignment: str) -> tuple[str, ...]:
         return tuple(self.packages.get(assignment, self.default_packages))
 
     def refusal(self) -> str:
         """Why student code must not run here ("" when a sandbox can be made, or the instructor opted out)."""
+        from . import sandbox
+
         reason = sandbox.unavailable()
         if not reason or self.allow_unsandboxed:
             return ""

@@ -48,6 +48,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from . import notebook
 from .layout import CourseLayout
 
 #: a pair (or a student and a reference) is flagged when this share of one side's code is found in the other
@@ -90,27 +91,12 @@ class Match:
 
 
 def _cells(path: str, notes: list | None = None) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        nb = json.load(fh)
-    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
-        raise ValueError(f"{path}: not an nbformat 4 notebook")
-    if len(nb["cells"]) > MAX_CELLS and notes is not None:
-        notes.append(f"{os.path.basename(path)}: only its first {MAX_CELLS} of {len(nb['cells'])} cells were read")
     cells = []
-    for cell in nb["cells"][:MAX_CELLS]:
-        if not isinstance(cell, dict):
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
-        nbg = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
-        cells.append({"type": cell.get("cell_type"), "source": source, "grade_id": nbg.get("grade_id"),
+    for cell in notebook.read(path, max_cells=MAX_CELLS, notes=notes).cells:
+        nbg = cell.metadata.get("nbgrader") if isinstance(cell.metadata.get("nbgrader"), dict) else {}
+        cells.append({"type": cell.get("cell_type"), "source": cell.source, "grade_id": nbg.get("grade_id"),
                       "solution": bool(nbg.get("solution"))})
     return cells
-
-
-def _normal(source: str) -> str:
-    return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
 def release_code(release_path: str) -> tuple[str, set[str]]:
@@ -125,7 +111,7 @@ def student_code(path: str, release_path: str, notes: list | None = None) -> str
 
     Within the caps (:data:`MAX_CELLS`, :data:`MAX_CELL_CHARS`); what was left out is added to ``notes``."""
     _, others = release_code(release_path)
-    released = {_normal(c["source"]) for c in _cells(release_path) if c["type"] == "code"}
+    released = {notebook.normal(c["source"]) for c in _cells(release_path) if c["type"] == "code"}
     kept = []
     for c in _cells(path, notes):
         # a solution cell (whatever its metadata says) or an added cell, unless left exactly as released; never a
@@ -137,7 +123,7 @@ def student_code(path: str, release_path: str, notes: list | None = None) -> str
                 notes.append(f"{os.path.basename(path)}: a cell of {len(c['source'])} characters was left out "
                              f"(more than {MAX_CELL_CHARS})")
             continue
-        if _normal(c["source"]) not in released:
+        if notebook.normal(c["source"]) not in released:
             kept.append(c["source"])
     return "\n\n".join(kept)
 
