@@ -35,24 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, help="repetitions per contender (default 15, quick 5)")
     p.add_argument("--threads", help="comma-separated thread counts (default: 1 and torch.get_num_threads())")
     p.add_argument("--out", type=Path, help="where to write the JSON (default benchmarks/results/<device>.json)")
-    p.add_argument("--cuda-harness-on-cpu", action="store_true", help=argparse.SUPPRESS)  # tests the GPU harness
     args = p.parse_args(argv)
     reps = args.reps or (5 if args.quick else 15)
     t0 = time.perf_counter()
 
-    if args.device == "cuda" or args.cuda_harness_on_cpu:
+    if args.device == "cuda":
         from . import cuda
 
-        device = "cpu" if args.cuda_harness_on_cpu else "cuda"
-        if device == "cuda" and not cuda.available():
+        if not cuda.available():
             print("CUDA benchmark skipped: no CUDA device is available here (torch.cuda.is_available() is False). "
                   "Nothing was measured and benchmarks/results/cuda.json was left as it is. "
                   "Run `python -m benchmarks --device cuda` on a machine with a GPU and a CUDA build of torch.")
             return 0
-        shapes = [(64, 256)] if args.cuda_harness_on_cpu else cuda.SHAPES[:1] if args.quick else cuda.SHAPES
+        shapes = cuda.SHAPES[:1] if args.quick else cuda.SHAPES
         print(cuda.HEADER)
-        rows = cuda.run(device=device, reps=reps, inner=2 if args.cuda_harness_on_cpu else 20, shapes=shapes)
-        if device == "cuda" and not args.quick:
+        rows = cuda.run(device="cuda", reps=reps, inner=20, shapes=shapes)
+        if not args.quick:
             _write(args.out or common.RESULTS / "cuda.json",
                    {"machine": {**common.machine_info(), **cuda.device_info(device)}, "results": rows})
         print(f"({time.perf_counter() - t0:.0f} s)")

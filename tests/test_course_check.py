@@ -3,6 +3,7 @@ chmod that closes them, and stay quiet about a course that is closed (by its own
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nbgrader_sandbox.course_check import check_course, fix, main, report, require_private_course, CourseExposed
+from nbgrader_sandbox.course_check import check_course, fix, main, report, warn_if_exposed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,10 @@ def make_course(place: Path) -> Path:
     """A course folder as a clone and `nbgrader collect` leave it with the usual umask."""
     course = place / "layernorm"
     (course / "solutions" / "01-layernorm").mkdir(parents=True)
+    # the folders where the course puts them (nbgrader's CourseDirectory): the check reads them from here
+    (course / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.source_directory = 'solutions'\n"
+                                               "c.CourseDirectory.release_directory = 'exercises'\n")
+    (course / ".grading-secret").write_bytes(b"s" * 32)
     (course / "solutions" / "01-layernorm" / "01-layernorm.ipynb").write_text("{}")
     (course / "exercises" / "01-layernorm").mkdir(parents=True)
     (course / "exercises" / "01-layernorm" / "01-layernorm.ipynb").write_text("{}")
@@ -52,14 +57,15 @@ def test_an_open_course_is_reported_with_the_exact_fix(open_place):
     assert ("gradebook.db", "readable by every user of this machine") in kinds
     assert ("submitted", "readable by every user of this machine") in kinds
     assert ("submitted", "writable by every user of this machine") in kinds
+    assert (".grading-secret", "readable by every user of this machine") in kinds
     assert not any(e.secret == "exercises" for e in found)  # the release is meant to be read
     text = report(course, found)
     assert f"chmod -R o-rwx {course / 'solutions'}" in text
     assert f"chmod o-rwx {course / 'gradebook.db'}" in text
     assert f"chmod -R o-rwx {course / 'submitted'}" in text
     assert main([str(course)]) == 1
-    with pytest.raises(CourseExposed, match="STUDENTS CAN READ"):
-        require_private_course(course)
+    warned = io.StringIO()
+    assert warn_if_exposed(course, stream=warned) == found and "STUDENTS CAN READ" in warned.getvalue()
 
 
 def test_the_printed_fix_closes_it_and_leaves_the_release_open(open_place):

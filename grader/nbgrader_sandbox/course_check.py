@@ -11,8 +11,8 @@ Run it on its own::
     python -m nbgrader_sandbox.course_check [COURSE_ROOT]          # exit status 1 when something is exposed
     python -m nbgrader_sandbox.course_check [COURSE_ROOT] --fix    # run the printed chmod commands
 
-The grading commands call :func:`require_private_course`, which refuses to grade (or only warns) when students
-could read or change these files. "Students" here are the users who are neither the file's owner nor, where the
+The grading commands call :func:`warn_if_exposed`, which warns loudly when students could read or change these
+files. "Students" here are the users who are neither the file's owner nor, where the
 group has other members, in its group: the check looks at permission bits along the whole path, as the kernel does.
 """
 
@@ -28,27 +28,36 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# What must stay private, relative to the course root (this course's nbgrader_config.py names these folders).
-SECRETS = {
-    "solutions": "the sources: solutions and hidden tests",
-    "gradebook.db": "the gradebook: every grade, and the hidden tests",
-    "submitted": "the students' submissions",
-    "autograded": "the graded submissions",
-    "feedback": "every student's feedback",
-    "grades.csv": "the exported grades",
-    ".git": "the repository's history, solutions included",
-}
+def secrets(root: str | os.PathLike) -> dict[str, str]:
+    """What must stay private, relative to the course root: nbgrader's folders and gradebook where the course's
+    nbgrader_config.py puts them (nbgrader's defaults without one), the course's secret, the grades, the history."""
+    from .intake import SECRET_FILE
+    from .layout import CourseLayout, for_course
+
+    root = os.path.abspath(root)
+    layout = for_course(root) if os.path.exists(os.path.join(root, "nbgrader_config.py")) else CourseLayout(root)
+    gradebook = layout.gradebook or os.path.join(root, "gradebook.db")
+    found = {layout.source: "the sources: solutions and hidden tests",
+             os.path.relpath(gradebook, layout.root): "the gradebook: every grade, and the hidden tests",
+             layout.submitted: "the students' submissions",
+             layout.autograded: "the graded submissions",
+             layout.feedback: "every student's feedback",
+             "grades.csv": "the exported grades",
+             SECRET_FILE: "the course's secret, from which every hidden case is drawn",
+             ".git": "the repository's history, solutions included"}
+    return {name: what for name, what in found.items() if not name.startswith("..")}
 
 
 @dataclass(frozen=True)
 class Exposure:
     path: Path  # the secret, or the first file below it found exposed
-    secret: str  # the SECRETS key it belongs to
+    secret: str  # what it belongs to, a key of secrets(root)
     how: str  # "readable by others", "writable by others", "readable by group lnhub-students", ...
     fix: str  # the shell command that closes it
+    what: str = ""  # the secret in words
 
     def __str__(self) -> str:
-        return f"{self.path} ({SECRETS[self.secret]}) is {self.how}"
+        return f"{self.path} ({self.what or self.secret}) is {self.how}"
 
 
 def _group_has_others(gid: int, owner_uid: int) -> str | None:
@@ -90,7 +99,7 @@ def _walk(path: Path):
                 yield Path(dirpath) / name
 
 
-def check_course(root: str | os.PathLike, secrets: dict[str, str] | None = None) -> list[Exposure]:
+def check_course(root: str | os.PathLike) -> list[Exposure]:
     """Every secret of the course folder that users other than the instructor could read or change.
 
     A secret counts as readable when every folder above it lets others through (x) and it, or anything below it,
@@ -101,7 +110,8 @@ def check_course(root: str | os.PathLike, secrets: dict[str, str] | None = None)
     if not root.is_dir():
         raise ValueError(f"root: {root} is not a folder (give the course directory, where nbgrader_config.py is)")
     found: list[Exposure] = []
-    for name in (secrets or SECRETS):
+    private = secrets(root)
+    for name, what in private.items():
         top = root / name
         if not top.exists():
             continue
@@ -129,13 +139,13 @@ def check_course(root: str | os.PathLike, secrets: dict[str, str] | None = None)
                 break
         if read is not None:
             found.append(Exposure(read, name, "readable by every user of this machine",
-                                  f"chmod {recursive}o-rwx {quoted}"))
+                                  f"chmod {recursive}o-rwx {quoted}", what))
         if write is not None:
             found.append(Exposure(write, name, "writable by every user of this machine",
-                                  f"chmod {recursive}o-rwx {quoted}"))
+                                  f"chmod {recursive}o-rwx {quoted}", what))
         if group_read is not None:
             found.append(Exposure(group_read[0], name, f"readable by the members of group {group_read[1]}",
-                                  f"chmod {recursive}g-rwx {quoted}"))
+                                  f"chmod {recursive}g-rwx {quoted}", what))
     return found
 
 
@@ -152,18 +162,12 @@ def report(root: str | os.PathLike, found: list[Exposure]) -> str:
     return "\n".join(lines)
 
 
-class CourseExposed(RuntimeError):
-    """Raised by require_private_course when students could read or change the course's secrets."""
-
-
-def require_private_course(root: str | os.PathLike, *, refuse: bool = True, stream=None) -> list[Exposure]:
-    """For the grading commands: refuse (raise CourseExposed) or warn loudly on stderr when the course is exposed."""
+def warn_if_exposed(root: str | os.PathLike, stream=None) -> list[Exposure]:
+    """For the grading commands: warn loudly on stderr, with the exact chmod, when the course is exposed (grading
+    goes on: the report repeats it)."""
     found = check_course(root)
     if found:
-        text = report(root, found)
-        if refuse:
-            raise CourseExposed(text)
-        print("WARNING: " + text, file=stream or sys.stderr, flush=True)
+        print("WARNING: " + report(root, found), file=stream or sys.stderr, flush=True)
     return found
 
 

@@ -215,9 +215,9 @@ def _warn_if_exposed(root: str) -> None:
     if root in _checked:
         return
     _checked.add(root)
-    from .course_check import require_private_course
+    from .course_check import warn_if_exposed
 
-    require_private_course(root, refuse=False)
+    warn_if_exposed(root)
 
 
 def _chown(path: str, uid: int, gid: int, recursive: bool) -> None:

@@ -293,7 +293,4 @@ def write_report(flags: list[Flag], path_md: str, assignment: str, graded: int, 
     return text
 
 
-def load_csv(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 

@@ -71,7 +71,6 @@ class _Case:
     desc: str = ""  # what is special about this input, in words
     tags: frozenset = frozenset()  # "constant", "offset", "tiny", "f16big", "eps", "zero" ...
     tol: Sequence[tuple[float, float]] | None = None  # (rtol, atol) per output
-    kwargs: dict = field(default_factory=dict)
     order: int | None = None  # where the check wants this case; by default, by the size of its arrays
 
     @property
@@ -193,7 +192,7 @@ def _hidden_case(spec: "_Spec", case: _Case) -> str:
     inputs and answers can be built from messages; the values themselves are drawn afresh for every submission."""
     kind = case.desc or "random"
     args = []
-    for name, a in list(zip(spec.argnames, case.args)) + list(case.kwargs.items()):
+    for name, a in zip(spec.argnames, case.args):
         if isinstance(a, np.ndarray):
             args.append(f"{name}: {a.dtype} with {_axes(a.ndim)}")
         elif callable(a):
@@ -340,14 +339,14 @@ def _grader_proxy():
     return sys.modules.get("nbgrader_sandbox.proxy")
 
 
-def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict, proxy):
+def _call_remote(spec: _Spec, student, case: _Case, args: tuple, proxy):
     """The student's function runs in their sandbox (nbgrader_sandbox): ``(out, args as they are after the call)``.
 
     What comes back is plain data rebuilt from bytes; every way the call can go wrong arrives as one of the proxy's
     StudentCodeProblem exceptions, which says itself to the student.
     """
     try:
-        out, after = student.remote_call(args, kwargs, stand_in=spec.stand_in)
+        out, after = student.remote_call(args, {}, stand_in=spec.stand_in)
     except proxy.StudentRaised as e:
         if e.type_name == "NotImplementedError":
             raise _not_written(spec) from None
@@ -362,17 +361,16 @@ def _call_remote(spec: _Spec, student, case: _Case, args: tuple, kwargs: dict, p
 
 def _call(spec: _Spec, student: Callable, case: _Case) -> tuple:
     args = tuple(_fresh(a) for a in case.args)
-    kwargs = {k: _fresh(v) for k, v in case.kwargs.items()}
     proxy = _grader_proxy()
     if proxy is not None and isinstance(student, proxy.StudentFunction):
-        out, args = _call_remote(spec, student, case, args, kwargs, proxy)
+        out, args = _call_remote(spec, student, case, args, proxy)
         if isinstance(out, _Failure):
             return out
         return _checked_call(spec, case, args, out)
     spy = _Spy(spec.lnkit_files, spec.spy_extra)
     try:
         with spy:
-            out = student(*args, **kwargs)
+            out = student(*args)
     except NotImplementedError:
         if spy.called:
             raise _Stop(_reference_message(spec, spy.called)) from None
@@ -800,7 +798,7 @@ def _in_dtype(x: np.ndarray) -> np.dtype:
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _ln64(x, gamma, beta, eps, *, axis=(-1,), ddof=0, eps_outside=False, divide_by_var=False, std=False,
+def _ln64(x, gamma, beta, eps, *, axis=(-1,), ddof=0, eps_outside=False, divide_by_var=False,
           beta_first=False):
     """A LayerNorm in float64 with switchable mistakes, returned in x's dtype."""
     xw = np.asarray(x, dtype=np.float64)
