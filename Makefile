@@ -1,6 +1,7 @@
 # The two commands of the README, and what they stand on. Each target sets up what it needs from nothing:
 #   make book   build the book into _build/html (creates .venv and installs lnkit[book])
 #   make test   run every test (creates .venv, installs lnkit[dev], Chromium for the browser tests and bubblewrap)
+#   make check  the fast tier: lint and the unit tests, no root
 # Re-running is cheap: an install is redone only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -9,11 +10,12 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # nbgrader runs `alembic` from PATH, and the book's kernels must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test bench system clean help instructor hub-proxy gpt2-weights
+.PHONY: book test check bench system clean help instructor hub-proxy gpt2-weights
 
 help:
 	@echo "make book   build the book into _build/html (open _build/html/index.html)"
 	@echo "make test   run every test"
+	@echo "make check  the fast tier: lint and the unit tests (no root, no sandbox, no browser; under 3 minutes)"
 	@echo "make gpt2-weights  download GPT-2 small's released weights (550 MB) once, for chapter 9's comparisons"
 	@echo "make instructor  install the instructor's tools (nbgrader, its lab extensions, JupyterLab) into .venv"
 	@echo "make bench  time lnkit against the textbook formula and torch; writes benchmarks/results/cpu.json"
@@ -69,6 +71,11 @@ $(HUB_PROXY):
 
 test: $(VENV)/.installed-dev system hub-proxy
 	python -m pytest
+
+# The fast tier, for every change: ruff, then the unit tests (tests/unit: no root, no sandbox, no browser, no book).
+check: $(VENV)/.installed-dev
+	ruff check .
+	python -m pytest tests/unit
 
 # Side-by-side timings as ratios (python -m benchmarks --help for options; --device cuda for the GPU section).
 bench: $(VENV)/.installed-torch

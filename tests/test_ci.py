@@ -198,3 +198,15 @@ def test_pull_requests_run_make_test_as_root():
     assert "user" not in str(job["container"].get("options", ""))
     runs = [step.get("run", "") for step in job["steps"]]
     assert any(re.fullmatch(r"\s*make test\s*", r) for r in runs)
+
+
+def test_the_fast_tier_runs_on_every_python_the_packages_support():
+    """requires-python says 3.10 and later, for lnkit and for the grader alike: `make check` runs on 3.10 to 3.12."""
+    import importlib.metadata as md
+
+    job = _load("tests.yml")["jobs"]["check"]
+    assert job["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12"]
+    assert job["container"]["image"] == "python:${{ matrix.python }}-bookworm"
+    assert any(re.fullmatch(r"\s*make check\s*", step.get("run", "")) for step in job["steps"])
+    for dist in ("lnkit", "nbgrader-sandbox"):
+        assert md.metadata(dist)["Requires-Python"] == ">=3.10", dist
