@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = cuda.run(device="cuda", reps=reps, inner=20, shapes=shapes)
         if not args.quick:
             _write(args.out or common.RESULTS / "cuda.json",
-                   {"machine": {**common.machine_info(), **cuda.device_info(device)}, "results": rows})
+                   {"machine": {**common.machine_info(), **cuda.device_info("cuda")}, "results": rows})
         print(f"({time.perf_counter() - t0:.0f} s)")
         return 0
 
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if "import" in only:
         imp = cpu.import_times(reps=max(reps, 5))
         payload["import"] = imp
-        print(f"import time (fresh interpreters, medians of {imp['reps']}): import numpy {imp['numpy_import_ms']:.0f} ms, "
+        print(f"import time (fresh interpreters, medians of {imp['reps']}): "
+              f"import numpy {imp['numpy_import_ms']:.0f} ms, "
               f"then import lnkit {imp['lnkit_extra_ms']:.1f} ms more (torch never imported). Whole start-up: "
               f"python {imp['python_ms']:.0f} ms, python -c 'import numpy' {imp['numpy_ms']:.0f} ms, "
               f"python -c 'import lnkit' {imp['lnkit_ms']:.0f} ms")

@@ -9,8 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -116,7 +116,7 @@ def machine_info() -> dict:
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # older NumPy: no mode="dicts"
+    except Exception:  # noqa: BLE001 - older NumPy: no mode="dicts"
         pass
     if "torch" in sys.modules:
         info["torch"] = sys.modules["torch"].__version__

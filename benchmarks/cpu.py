@@ -142,7 +142,8 @@ def run(reps: int = 15, threads: list[int] | None = None, shapes=SHAPES, ops=("l
                         "textbook_over_torch": ratio(times, "textbook", "torch"),
                         "lnkit_over_torch_quartiles": ratio_spread(times, "lnkit", "torch"),
                         "textbook_over_lnkit_quartiles": ratio_spread(times, "textbook", "lnkit"),
-                        "over_floor": {k: ratio(times, k, "copy") / floor_copies for k in ("textbook", "lnkit", "torch")},
+                        "over_floor": {k: ratio(times, k, "copy") / floor_copies
+                                       for k in ("textbook", "lnkit", "torch")},
                     }
                     rows.append(row)
                     log(format_row(row))

@@ -7,7 +7,7 @@ Half-precision inputs (float16, bfloat16) accumulate in float32 and come back in
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -19,8 +19,8 @@ Shapes: ``B`` sequences of ``T`` tokens with ``C = n_embd`` features; ``H`` head
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -166,7 +166,7 @@ class GPT2:
         self.params = {name: np.asarray(params[name]) for name in expected}
 
     @classmethod
-    def init_random(cls, config: GPT2Config = GPT2Config(), seed: int = 0, dtype=np.float32) -> "GPT2":
+    def init_random(cls, config: GPT2Config = GPT2Config(), seed: int = 0, dtype=np.float32) -> GPT2:
         """GPT-2's initialization: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)),
         biases 0, LayerNorm gains 1 and biases 0."""
         rng = np.random.default_rng(seed)
@@ -182,7 +182,7 @@ class GPT2:
         return cls(config, {k: v.astype(dtype) for k, v in params.items()})
 
     @classmethod
-    def from_transformers(cls, model, norm_first: bool = True) -> "GPT2":
+    def from_transformers(cls, model, norm_first: bool = True) -> GPT2:
         """Load the weights of a transformers ``GPT2Model`` (or ``GPT2LMHeadModel``), keeping their dtype."""
         hf = model.config
         config = GPT2Config(

@@ -20,8 +20,9 @@ under autograd. torch is imported only then, so ``import lnkit`` stays light.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from math import prod
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

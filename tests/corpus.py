@@ -254,7 +254,8 @@ def layer_norm_stats(x):
         ("eps is outside the square root", "(tiny variance, 1e-8, smaller than eps)")),
     Wrong("ln-no-eps", "layer_norm", _ln(
         "    m = work.mean(-1, keepdims=True)\n    v = work.var(-1, keepdims=True)\n"
-        "    return ((work - m) / np.sqrt(v) * gamma + beta).astype(x.dtype)"), ("eps is missing", "constant rows give NaN")),
+        "    return ((work - m) / np.sqrt(v) * gamma + beta).astype(x.dtype)"),
+        ("eps is missing", "constant rows give NaN")),
     Wrong("ln-axis0", "layer_norm", _ln(
         "    m = work.mean(0, keepdims=True)\n    v = work.var(0, keepdims=True)\n"
         "    return ((work - m) / np.sqrt(v + eps) * gamma + beta).astype(x.dtype)"), ("wrong axis", "axis 0")),
@@ -700,7 +701,8 @@ WRONG += [
           ("does not write h", "residual stream")),
     Wrong("traffic-fused-rereads-h", "add_layer_norm_traffic", _traffic(reread_fused="n"),
           ("still reads h back",)),
-    Wrong("traffic-unfused-no-reread", "add_layer_norm_traffic", _traffic(reread_unfused="0"), ("does not read h back",)),
+    Wrong("traffic-unfused-no-reread", "add_layer_norm_traffic", _traffic(reread_unfused="0"),
+          ("does not read h back",)),
     Wrong("traffic-no-write-allocate", "add_layer_norm_traffic", _traffic(allocate="0"), ("leaves that out",)),
     Wrong("traffic-write-allocate-on-reads", "add_layer_norm_traffic", _traffic(allocate="reads"),
           ("not for each array read",)),
@@ -708,7 +710,8 @@ WRONG += [
     Wrong("traffic-gamma-beta-per-row", "add_layer_norm_traffic", _traffic(params="2 * n"),
           ("one value per feature",)),
     Wrong("traffic-write-allocate-always", "add_layer_norm_traffic",
-          _traffic(allocate="writes").replace("    if write_allocate:\n", "    if True:\n"), ("even when write_allocate is False",)),
+          _traffic(allocate="writes").replace("    if write_allocate:\n", "    if True:\n"),
+          ("even when write_allocate is False",)),
     Wrong("traffic-gamma-beta-in-both-passes", "add_layer_norm_traffic",
           _traffic(params="2 * features * (1 if fused else 2)"), ("in both passes",)),
     Wrong("traffic-values-not-bytes", "add_layer_norm_traffic", _traffic(unit="1"), ("multiply by itemsize",)),

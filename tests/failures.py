@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-
 from corpus import CORRECT
 
 ASSIGNMENT = "01-layernorm"
@@ -83,7 +82,7 @@ if os.fork() == 0:
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lookup_answer() -> str:
     """A layer_norm that answers every case lnkit's public seeds draw (visible and hidden) from a table, and zeros
     otherwise: what a student could precompute from the repository. The graded hidden cases come from the course's
@@ -126,7 +125,8 @@ def _table_answer(hidden_keys: tuple) -> str:
     return (f"import base64, io\nimport numpy as np\n_KEYS = {list(table)!r}\n"
             f"_VALUES = np.load(io.BytesIO(base64.b64decode({data!r})))\n\n"
             "def layer_norm(x, gamma, beta, eps=1e-5):\n"
-            "    raw = x.tobytes() + np.asarray(gamma).tobytes() + np.asarray(beta).tobytes() + repr(float(eps)).encode()\n"
+            "    raw = x.tobytes() + np.asarray(gamma).tobytes() + np.asarray(beta).tobytes()"
+            " + repr(float(eps)).encode()\n"
             "    short = raw.hex()[:96] + str(len(raw))\n"
             "    if short in _KEYS:\n"
             "        return _VALUES['arr_' + str(_KEYS.index(short))]\n"
@@ -150,6 +150,7 @@ def table_of_another_grading(course: Path, student: str, answers: dict) -> str:
     import tempfile
 
     from corpus import write_submission
+
     from nbgrader_sandbox.intake import course_secret, hidden_cases_key, submission_digest
 
     secret = course_secret(f"sqlite:///{course / 'gradebook.db'}")
@@ -300,7 +301,8 @@ for where in ("/dev/shm/lnkit-fill", "/var/tmp/lnkit-fill"):
         print("shm:", type(e).__name__)
 '''),
         Case("prints-environment", 10, 10, ["check_layer_norm: 15 cases passed"], [],
-             not_in_feedback=[GRADER_TOKEN], layer_norm=CORRECT["layer_norm"] + "\nimport os\nprint(dict(os.environ))\n"),
+             not_in_feedback=[GRADER_TOKEN],
+             layer_norm=CORRECT["layer_norm"] + "\nimport os\nprint(dict(os.environ))\n"),
         Case("symlinks-in-submission", 10, 10, ["check_layer_norm: 15 cases passed", "notes.txt: filenotfounderror"],
              ["solution.txt was refused: a symbolic link", "notes.txt was refused: a symbolic link"],
              not_in_feedback=["BEGIN SOLUTION", "ROOT-ONLY-MARKER"], edit="symlinks",

@@ -2,8 +2,8 @@
 
 The build goes to _build/test-html with the execution cache in _build/.jupyter_cache, shared with `make book`, so a
 re-run after a prose edit takes seconds. Every page is written again (`--all`): Sphinx does not notice a change to
-book/_ext, and a stale page would test the old code. The browser is Debian's chromium driven by Playwright; Playwright's own
-browser download is never used (it cannot work offline).
+book/_ext, and a stale page would test the old code. The browser is Debian's chromium driven by Playwright; Playwright's
+own browser download is never used (it cannot work offline).
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ INK_JS = """() => {
             .filter(l => l.colour && l.alpha > 0.99);
         return {label: (svg.getAttribute('aria-label') || '').slice(0, 40), bg, texts, lines};
     });
-}"""
+}"""  # noqa: E501 - JavaScript the browser runs, kept as written: a long line is inside this string
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])

@@ -1,4 +1,5 @@
-"""lnkit.checks: every check passes a correct answer, and fails each wrong answer of tests/corpus.py with its own message.
+"""lnkit.checks: every check passes a correct answer, and fails each wrong answer of tests/corpus.py with its own
+message.
 
 The checks are what graded notebooks run, so the properties that matter to nbgrader are tested too: nothing on
 stderr, a visible check under a second, hidden cases that differ from the visible ones, and no torch at import.
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import ALSO_RIGHT, CHECKS, CORRECT, SOLUTION_EXPRESSIONS, WRONG, plain
 
 from lnkit import checks
-from corpus import ALSO_RIGHT, CHECKS, CORRECT, SOLUTION_EXPRESSIONS, WRONG, plain
 
 
 def define(*sources: str) -> dict:
@@ -211,7 +212,8 @@ def test_running_stats_parts():
 
 
 def test_a_tuple_of_the_wrong_length_is_named():
-    with pytest.raises(AssertionError, match=r"must return a tuple of 2 arrays, \(mean, var\); it returned a tuple of 3"):
+    with pytest.raises(AssertionError,
+                       match=r"must return a tuple of 2 arrays, \(mean, var\); it returned a tuple of 3"):
         checks.check_layer_norm_stats(lambda x: (x.mean(-1), x.var(-1), 0))
 
 

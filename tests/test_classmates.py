@@ -1,4 +1,5 @@
-"""One student's code cannot hurt a classmate's grade: attackers graded first, beside and last, honest victims keep 10/10.
+"""One student's code cannot hurt a classmate's grade: attackers graded first, beside and last, honest victims keep
+10/10.
 
 A class of five for 01-layernorm, graded by the parallel command with two workers: `a-attacker` (first),
 `m-victim`, `n-victim`, `o-victim` (between, one of them beside an attacker at any time) and `z-attacker` (last).
@@ -18,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from corpus import CORRECT, write_submission
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from corpus import CORRECT, write_submission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +86,8 @@ def collected(tmp_path_factory):
                 for s in gb.assignment_submissions(ASSIGNMENT)}
     with open(course / "grades.csv") as fh:
         grades = {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)}
-    return {"course": course, "due": due, "grades": grades, "claim": claim, "after_submit": after_submit, "subs": subs, "out": out,
-            "report": (course / "autograded" / f"integrity-{ASSIGNMENT}.md").read_text(),
+    return {"course": course, "due": due, "grades": grades, "claim": claim, "after_submit": after_submit,
+            "subs": subs, "out": out, "report": (course / "autograded" / f"integrity-{ASSIGNMENT}.md").read_text(),
             "csv": (course / "autograded" / f"integrity-{ASSIGNMENT}.csv").read_text()}
 
 

@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from corpus import CORRECT, LNKIT_COURSE
+
 from lnkit import checks
 from nbgrader_sandbox import course as courses
 from nbgrader_sandbox.preprocessors import outside_problem

@@ -47,7 +47,8 @@ def _hf_hidden(model, ids) -> np.ndarray:
 
 
 def _hooked(model, ids):
-    """Run the transformers model with a forward hook on every nn.LayerNorm: [(module name, its input)] in call order."""
+    """Run the transformers model with a forward hook on every nn.LayerNorm: [(module name, its input)] in call
+    order."""
     seen, handles = [], []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.LayerNorm):

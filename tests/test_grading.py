@@ -28,7 +28,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from corpus import CHECKS, WRONG, write_submission
 
 pytestmark = pytest.mark.slow
@@ -79,7 +78,8 @@ def students() -> dict[str, dict[str, dict[str, str]]]:
     for wrong in WRONG:
         assignment = CHECKS[wrong.function][1]
         # every other function correct; chapter 6's measurement and written answer left as released
-        answers = {k: v for k, v in solution_sources(assignment).items() if k not in ("measure", "answer_gradient_norms")}
+        answers = {k: v for k, v in solution_sources(assignment).items()
+                   if k not in ("measure", "answer_gradient_norms")}
         answers[wrong.function] = wrong.source
         plan[f"wrong-{wrong.id}"] = {assignment: answers}
     return plan

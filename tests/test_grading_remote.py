@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from corpus import CORRECT, LNKIT_COURSE, WRONG
+
 from lnkit import checks
 from nbgrader_sandbox import wire
 from nbgrader_sandbox.checker import run_job
@@ -122,7 +122,8 @@ def test_via_rms_is_graded_with_a_stand_in_rms_norm():
 @pytest.mark.parametrize("source, words, event", [
     ("import lnkit\ndef layer_norm(x, g, b, eps=1e-5):\n    return lnkit.layer_norm(x, g, b, eps)\n",
      "you called lnkit.layer_norm", "reference"),
-    ("from lnkit import layer_norm as ref\ndef layer_norm(x, g, b, eps=1e-5):\n    try:\n        return ref(x, g, b, eps)\n"
+    ("from lnkit import layer_norm as ref\ndef layer_norm(x, g, b, eps=1e-5):\n"
+     "    try:\n        return ref(x, g, b, eps)\n"
      "    except BaseException:\n        return x\n", "you called lnkit.layer_norm", "reference"),
     ("def layer_norm(x, g, b, eps=1e-5):\n    while True:\n        pass\n", "within the time limit of 2 s", "timeout"),
     ("import os\ndef layer_norm(x, g, b, eps=1e-5):\n    os._exit(3)\n", "exited with status 3", "died"),
@@ -145,7 +146,8 @@ def test_every_way_a_call_goes_wrong_has_its_message(source, words, event):
 
 
 def test_printing_costs_nothing_and_stderr_does_not_count():
-    source = CORRECT["layer_norm"] + "\nimport sys\nfor i in range(1_000_000):\n    print(i)\nprint('x', file=sys.stderr)\n"
+    source = (CORRECT["layer_norm"] + "\nimport sys\nfor i in range(1_000_000):\n    print(i)\n"
+              "print('x', file=sys.stderr)\n")
     out = grade(source)
     assert out["passed"] and out["stdout"] == "check_layer_norm: 15 cases passed\n"
 

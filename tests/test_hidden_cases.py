@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from corpus import CHECKS, CORRECT, LNKIT_COURSE, WRONG, student, write_submission
+
 from lnkit import checks
 from lnkit.checks import _engine
 from nbgrader_sandbox import proxy, wire
@@ -299,8 +299,9 @@ HUGE = 24_000_000
 
 def test_a_huge_exception_class_name_and_message_are_cut_in_the_message():
     namespace: dict = {}
-    exec(f"def layer_norm(x, gamma, beta, eps=1e-5):\n    raise type('A' * {HUGE}, (Exception,), {{}})('m' * {HUGE})\n",
-         namespace)  # noqa: S102 - ours
+    source = (f"def layer_norm(x, gamma, beta, eps=1e-5):\n"
+              f"    raise type('A' * {HUGE}, (Exception,), {{}})('m' * {HUGE})\n")
+    exec(source, namespace)  # noqa: S102 - ours
     for hidden in (False, True):
         with pytest.raises(AssertionError) as info, contextlib.redirect_stdout(io.StringIO()):
             checks.check_layer_norm(namespace["layer_norm"], hidden=hidden)

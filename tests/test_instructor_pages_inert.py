@@ -164,7 +164,8 @@ def _render(template: str, exporter_class=None, config=None):
     config.HTMLExporter.extra_template_paths = [BOOTSTRAP_CSS]  # as GenerateFeedback sets it
     exporter = (exporter_class or HTMLExporter)(config=config)
     resources = {"base_url": "", "submission_id": "s1", "notebook_id": "n", "assignment_id": "a", "index": 0,
-                 "total": 1, "student": STUDENT, "nbgrader": {"notebook": "n", "score": 0, "max_score": 6, "late_penalty": 0}}
+                 "total": 1, "student": STUDENT,
+                 "nbgrader": {"notebook": "n", "score": 0, "max_score": 6, "late_penalty": 0}}
     html, _ = exporter.from_notebook_node(vector_notebook(port=1), resources=resources)
     return html
 
@@ -243,7 +244,7 @@ def traces(page, probe_server: Probe) -> dict:
     for link in page.locator("a", has_text="click-me").all():
         try:
             link.click(timeout=2000, no_wait_after=True)
-        except Exception:  # a link with nothing to click is fine
+        except Exception:  # noqa: BLE001 - a link with nothing to click is fine
             pass
     page.wait_for_timeout(1500)
     return {"global": page.evaluate("window.__pwned || []"), "title": page.title(),
@@ -287,7 +288,8 @@ def _stock_feedback(path: Path, config, exporter_class) -> str:
     config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
     config.HTMLExporter.extra_template_paths = [BOOTSTRAP_CSS]
     exporter = exporter_class(config=config)
-    html, _ = exporter.from_filename(str(path), resources={"nbgrader": {"notebook": "n", "score": 0, "max_score": 6, "late_penalty": 0}})
+    html, _ = exporter.from_filename(
+        str(path), resources={"nbgrader": {"notebook": "n", "score": 0, "max_score": 6, "late_penalty": 0}})
     return html
 
 

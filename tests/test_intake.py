@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nbgrader_sandbox import integrity, intake
+from nbgrader_sandbox import intake, integrity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 BIN = Path(sys.executable).parent  # nbgrader runs `alembic` from PATH: the venv's bin/ first

@@ -16,8 +16,8 @@ import io
 import os
 
 import pytest
-
 from corpus import CHECKS, WRONG, student
+
 from lnkit import checks
 from nbgrader_sandbox.intake import hidden_cases_key
 

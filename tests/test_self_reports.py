@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from corpus import ALSO_RIGHT, CORRECT, LNKIT_COURSE
+
 from nbgrader_sandbox import wire
 from nbgrader_sandbox.checker import run_job
 from nbgrader_sandbox.course import load as load_course

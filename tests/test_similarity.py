@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from corpus import CORRECT, LNKIT_COURSE, write_submission
 from similarity_corpus import HONEST, PLANTED
 
@@ -62,7 +61,7 @@ def test_honest_answers_are_correct():
 
     from lnkit.checks import check_layer_norm, check_layer_norm_stats
 
-    for student, cells in {**HONEST, **{s: v[0] for s, v in PLANTED.items()}}.items():
+    for cells in {**HONEST, **{s: v[0] for s, v in PLANTED.items()}}.values():
         namespace = {"np": np}
         for source in cells.values():
             exec(source, namespace)  # noqa: S102 - our own corpus
@@ -238,7 +237,8 @@ def test_the_tokeniser_fails_one_student_at_a_time(monkeypatch):
 
 def test_every_student_string_on_the_page_is_escaped(tmp_path):
     """A student id is a folder name (anything but "/"), the code is the student's: neither becomes a tag."""
-    code = {"layer_norm": CORRECT["layer_norm"] + '\nNOTE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"\n'}
+    code = {"layer_norm": CORRECT["layer_norm"]
+            + '\nNOTE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"\n'}
     course = make_course(tmp_path, {"<img src=x onerror=alert(3)>": code, "eve' onmouseover='alert(4)": code,
                                     "not-utf8-\udcff": code})  # a folder name os.listdir gives with a lone surrogate
     _, page = similarity.run(str(course), ASSIGNMENT)

@@ -39,7 +39,8 @@ def _encoder_layer(norm_first: bool, seed: int = 0):
 
 def _numpy_pieces(layer, causal: bool = False):
     """lnkit's (attention, feed-forward, norm1, norm2) with the torch layer's weights. torch's Linear computes
-    x @ W.T + b, so every weight is transposed into lnkit's x @ w orientation; in_proj_weight packs q, k, v as (3C, C)."""
+    x @ W.T + b, so every weight is transposed into lnkit's x @ w orientation; in_proj_weight packs q, k, v
+    as (3C, C)."""
     w = {k: v.detach().numpy() for k, v in layer.state_dict().items()}
     eps = layer.norm1.eps
 
@@ -126,7 +127,8 @@ def test_causal_attention_ignores_later_tokens():
     changes the outputs from t on; with causal=False the earlier outputs change too."""
     rng = np.random.default_rng(2)
     B, T, C, H = 2, 12, 16, 4
-    weights = (rng.normal(0, 0.3, (C, 3 * C)), rng.normal(0, 0.1, 3 * C), rng.normal(0, 0.3, (C, C)), rng.normal(0, 0.1, C))
+    weights = (rng.normal(0, 0.3, (C, 3 * C)), rng.normal(0, 0.1, 3 * C),
+               rng.normal(0, 0.3, (C, C)), rng.normal(0, 0.1, C))
     x = rng.normal(size=(B, T, C))
     for t in (0, 5, T - 1):
         changed = x.copy()

@@ -198,7 +198,8 @@ class TrustedTimeCollect(ExchangeCollect):
             fh.write(format_time(when))
         kept = {"student": record["username"], "assignment": self.coursedir.assignment_id,
                 "inbound": record["filename"], "trusted": format_time(when), "claimed": _read_claim(src),
-                "name_time": format_time(record["name_time"]) if record["name_time"] else None, "owner_uid": os.lstat(src).st_uid,
+                "name_time": format_time(record["name_time"]) if record["name_time"] else None,
+                "owner_uid": os.lstat(src).st_uid,
                 "collected_at": format_time(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)),
                 "not_copied": skipped[:100]}
         kept["differs"] = claim_differs(kept)  # for the integrity report, which never imports nbgrader

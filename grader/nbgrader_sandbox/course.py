@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 
 class CourseError(ValueError):
@@ -168,6 +168,6 @@ def from_module(module_name: str) -> Course:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(module_name: str) -> Course:
     return from_module(module_name)

@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+
 def secrets(root: str | os.PathLike) -> dict[str, str]:
     """What must stay private, relative to the course root: nbgrader's folders and gradebook where the course's
     nbgrader_config.py puts them (nbgrader's defaults without one), the course's secret, the grades, the history."""

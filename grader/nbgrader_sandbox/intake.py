@@ -161,9 +161,9 @@ def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
             aside = _set_aside_whole(folder)
         except OSError as again:
             # nbgrader would copy the folder's files, following links: stop the run rather than that
-            raise SystemExit(f"nbgrader-sandbox intake: {folder} could not be checked ({_reason(e, folder)}) nor moved aside "
-                             f"({_reason(again, folder)}); nothing was graded after it. Make the folder writable by "
-                             f"you, or move it away, and grade again.") from e
+            raise SystemExit(f"nbgrader-sandbox intake: {folder} could not be checked ({_reason(e, folder)}) "
+                             f"nor moved aside ({_reason(again, folder)}); nothing was graded after it. Make the "
+                             f"folder writable by you, or move it away, and grade again.") from e
         why = f"intake failed ({_reason(e, folder)}), so nothing of it was read or run"
         _log().error("%s/%s: %s; it is kept whole at %s. Fix the cause, move it back to %s and grade this student "
                      "again: nbgrader autograde %s --student %s --force", student_id, assignment_id, why,

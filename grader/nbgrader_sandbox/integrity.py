@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from . import notebook
 from .layout import CourseLayout
 
-
 # where nbgrader_sandbox.preprocessors records what grading saw, in each autograded notebook's metadata (defined here,
 # not there, so that reading a report never imports nbgrader: three seconds)
 METADATA_KEY = "nbgrader_sandbox"
@@ -43,7 +42,8 @@ PATTERNS = [
     (r"\b(np|numpy)\.testing(\.\w+)?\s*=(?!=)|setattr\(\s*(np|numpy)\.testing", "replaces numpy.testing"),
     (r"\bos\._exit\s*\(|\bos\.kill\s*\(|\bsignal\.", "ends or signals the process (os._exit, os.kill, signal)"),
     (r"\b(raise\s+SystemExit|sys\.exit\s*\(|exit\s*\(\s*\))", "exits the interpreter (SystemExit)"),
-    (r"gradebook\.db|\bsolutions/|\bsource/|\bautograded/|\.\./", "names grading files or folders outside the notebook"),
+    (r"gradebook\.db|\bsolutions/|\bsource/|\bautograded/|\.\./",
+     "names grading files or folders outside the notebook"),
     (r"\bopen\s*\(\s*['\"]/", "opens a file by an absolute path"),
     (r"__builtins__|builtins\.\w+\s*=(?!=)", "changes Python's builtins"),
     (r"sys\.modules\s*\[", "edits sys.modules"),
@@ -115,7 +115,8 @@ def _patterns(spec) -> list[tuple[str, str]]:
         parts = module.split(".")
         name = re.escape(parts[-1])
         prefix = "".join(rf"({re.escape(p)}\.)?" for p in parts[:-1])
-        extra.append((rf"{prefix}{name}\.\w+\s*=(?!=)|setattr\(\s*{prefix}{name}\b", f"replaces a function of {module}"))
+        extra.append((rf"{prefix}{name}\.\w+\s*=(?!=)|setattr\(\s*{prefix}{name}\b",
+                      f"replaces a function of {module}"))
     return PATTERNS + extra
 
 

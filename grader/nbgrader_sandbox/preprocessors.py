@@ -32,12 +32,12 @@ from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, Execute, Nb
 from traitlets import Bool
 
 from . import sandbox, wire
-from .integrity import METADATA_KEY
-from .intake import course_secret, hidden_cases_key, submission_digest
 from .course import Course
+from .intake import course_secret, hidden_cases_key, submission_digest
+from .integrity import METADATA_KEY
 from .kernel import IsolatedKernelManager, submission_of
-from .settings import GradingSandbox
 from .remote import SandboxRefused
+from .settings import GradingSandbox
 
 
 def _record(nb: NotebookNode, **items) -> None:
@@ -240,9 +240,9 @@ class RunnableOutsideKernel(NbGraderPreprocessor):
 class SafeExecute(Execute):
     """nbgrader's Execute, in an isolated kernel, where a dead or stuck kernel ends the run and grading goes on.
 
-    The whole in-kernel run has a budget: the kernel's sandbox may use ``c.GradingSandbox.notebook_cpu_seconds`` of
-    CPU time (measured outside it) and, as a backstop that sleeping cannot extend, ``notebook_wall_seconds`` since the kernel
-    started; then the kernel is stopped and the remaining cells are not run (the first of them says why). The run
+    The whole in-kernel run has a budget: the kernel's sandbox may use ``c.GradingSandbox.notebook_cpu_seconds`` of CPU
+    time (measured outside it) and, as a backstop that sleeping cannot extend, ``notebook_wall_seconds`` since the
+    kernel started; then the kernel is stopped and the remaining cells are not run (the first of them says why). The run
     only makes what the feedback shows (the scores are decided outside), so this bounds the time per student.
     """
 
@@ -436,14 +436,14 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*\Z")
 
 
 class SafeOutputs(Preprocessor):
-    """What a graded notebook keeps of its outputs: only what no page can run. A student's kernel can display
-    anything (``display(HTML(...))``, ``Javascript``, an SVG with a script, widget state), and the formgrader and the
-    feedback render the graded notebook in a browser, the formgrader in the instructor's Jupyter origin. Kept: stream
-    text (stdout, stderr), errors, ``text/plain``, and PNG/JPEG/GIF images as base64 data; everything else is dropped
+    """What a graded notebook keeps of its outputs: only what no page can run. A student's kernel can display anything
+    (``display(HTML(...))``, ``Javascript``, an SVG with a script, widget state), and the formgrader and the feedback
+    render the graded notebook in a browser, the formgrader in the instructor's Jupyter origin. Kept: stream text
+    (stdout, stderr), errors, ``text/plain``, and PNG/JPEG/GIF images as base64 data; everything else is dropped
     (``text/html``, ``text/markdown``, ``text/latex``, ``application/javascript``, ``image/svg+xml``, widget views and
     the notebook's ``metadata.widgets``, any output metadata but an image's width and height, attachments of markdown
-    and raw cells that are not such images). What was dropped is recorded in the notebook's ``nbgrader_sandbox`` metadata
-    (``unsafe_outputs``: the cell index and the kind), for the integrity report."""
+    and raw cells that are not such images). What was dropped is recorded in the notebook's ``nbgrader_sandbox``
+    metadata (``unsafe_outputs``: the cell index and the kind), for the integrity report."""
 
     # nbconvert's Preprocessor, not nbgrader's: the formgrader's HTMLExporter runs it too, and nbgrader's base
     # redefines a trait of nbconvert's without its config tag (a warning on every page)

@@ -44,7 +44,7 @@ class StudentRaised(StudentCodeProblem):
         return _raised_type(type_name)(type_name, message)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raised_type(type_name: str) -> type:
     builtin = getattr(builtins, type_name, None) if type_name.isidentifier() else None
     if not (isinstance(builtin, type) and issubclass(builtin, Exception)) or builtin is Exception:
@@ -135,7 +135,7 @@ class NotDefined(StudentCodeProblem, NameError):
 class StudentFunction:
     """Stands for the student's function ``name`` in the checker: calling it goes to the student server."""
 
-    server: "StudentServer"  # noqa: F821 - nbgrader_sandbox.remote.StudentServer
+    server: StudentServer  # noqa: F821 - nbgrader_sandbox.remote.StudentServer
     name: str
 
     @property

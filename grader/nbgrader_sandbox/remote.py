@@ -2,9 +2,9 @@
 
 A :class:`~.proxy.StudentFunction` is what a test cell's ``check_layer_norm(layer_norm)`` receives when it runs out of
 the student's kernel. The course's check recognizes it (see :mod:`.proxy`) and calls its ``remote_call``, which comes
-here and returns plain values rebuilt from bytes, or raises a :class:`~.proxy.StudentCodeProblem` that the check turns into a
-student-facing message: the student's own exception, a reference called, a time limit, the memory limit, a process
-that died, a result that is not plain data.
+here and returns plain values rebuilt from bytes, or raises a :class:`~.proxy.StudentCodeProblem` that the check turns
+into a student-facing message: the student's own exception, a reference called, a time limit, the memory limit, a
+process that died, a result that is not plain data.
 """
 
 from __future__ import annotations
@@ -15,12 +15,20 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import sandbox, settings, wire
 from .course import Course
-from .proxy import (CallTimeout, MemoryLimit, NotDefined, ProcessDied, ReferenceCalled, RefusedResult,
-                    StudentCodeProblem, StudentRaised)
+from .proxy import (
+    CallTimeout,
+    MemoryLimit,
+    NotDefined,
+    ProcessDied,
+    ReferenceCalled,
+    RefusedResult,
+    StudentCodeProblem,
+    StudentRaised,
+)
 
 
 @dataclass

@@ -183,7 +183,7 @@ def _can_make_cgroups(parents: list[str], wanted: tuple[str, ...]) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def containment() -> Containment:
     """The strongest containment this machine and user allow (see :class:`Containment`)."""
     try:
@@ -218,7 +218,7 @@ def _run_quiet(argv: list[str], timeout: float = 20) -> subprocess.CompletedProc
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def unavailable() -> str:
     """Why no sandbox can be made here ("" when one can): bubblewrap missing, or refused by the kernel."""
     for tool in ("bwrap", "prlimit", "setpriv"):
@@ -246,7 +246,7 @@ def _site_dirs() -> list[str]:
     return sorted(p for p in found if os.path.isdir(p))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _distributions() -> dict[str, md.Distribution]:
     found = {}
     for dist in md.distributions(path=_site_dirs()):
@@ -290,7 +290,7 @@ def _top_level_paths(dist: md.Distribution) -> list[str]:
     return [os.path.join(root, t) for t in sorted(tops) if os.path.exists(os.path.join(root, t))]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_binds(import_names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """(host path, path inside) for the packages import_names name and everything they need, recursively.
 
@@ -475,9 +475,10 @@ class Sandbox:
             nproc = lim.processes - 2
         else:
             nproc = _count_tasks(os.geteuid()) + max(NPROC_BACKSTOP, 4 * lim.processes)
-        out = self.bounded_by.argv(lim) + [shutil.which("prlimit") or "prlimit", f"--as={lim.memory_bytes}", f"--cpu={lim.cpu_seconds}",
-               f"--nproc={nproc}", f"--fsize={lim.file_bytes}", f"--nofile={lim.open_files}", "--core=0", "--",
-               shutil.which("bwrap") or "bwrap"]
+        out = self.bounded_by.argv(lim) + [shutil.which("prlimit") or "prlimit", f"--as={lim.memory_bytes}",
+                                           f"--cpu={lim.cpu_seconds}", f"--nproc={nproc}", f"--fsize={lim.file_bytes}",
+                                           f"--nofile={lim.open_files}", "--core=0", "--",
+                                           shutil.which("bwrap") or "bwrap"]
         if self.as_root:
             out += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
         else:

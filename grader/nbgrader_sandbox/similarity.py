@@ -27,12 +27,12 @@ of its own with a CPU-time and a memory limit (:func:`filter_isolated`): a submi
 the parser (200 KB of "-" is a MemoryError in CPython's), is named on the page and in the report, and every other
 pair is still compared. Every student string on the page (ids, code) is HTML-escaped.
 
-In the course this was built for (lnkit), the exercises are short and the book teaches one way to write them, so honest answers share idioms (one line such
-as ``mean = x.mean(axis=-1, keepdims=True)``); a copy shares whole functions. The threshold is the instructor's to
-set, looking at the distribution the page shows; ``tests/test_similarity.py`` measures planted copies and honest,
-independently written answers, and requires on 01-layernorm: copies of classmates at 0.85 or more, a paste of lnkit's
-code flagged at the default threshold, honest pairs at 0.4 or less, honest answers against lnkit and the book below
-the default threshold by 0.1 or more.
+In the course this was built for (lnkit), the exercises are short and the book teaches one way to write them, so honest
+answers share idioms (one line such as ``mean = x.mean(axis=-1, keepdims=True)``); a copy shares whole functions. The
+threshold is the instructor's to set, looking at the distribution the page shows; ``tests/test_similarity.py`` measures
+planted copies and honest, independently written answers, and requires on 01-layernorm: copies of classmates at 0.85 or
+more, a paste of lnkit's code flagged at the default threshold, honest pairs at 0.4 or less, honest answers against
+lnkit and the book below the default threshold by 0.1 or more.
 """
 
 from __future__ import annotations
@@ -47,9 +47,13 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import notebook
 from .layout import CourseLayout
+
+if TYPE_CHECKING:  # copydetect works in NumPy arrays; importing it here would slow every command down
+    import numpy as np
 
 #: a pair (or a student and a reference) is flagged when this share of one side's code is found in the other
 DEFAULT_THRESHOLD = 0.6
@@ -149,7 +153,7 @@ def _own_names(code: str) -> set[str] | None:
     return None
 
 
-def filter_code(code: str) -> tuple[str, "np.ndarray"]:
+def filter_code(code: str) -> tuple[str, np.ndarray]:
     """copydetect's token filter, but only the code's own names become ``V``: NumPy's and the attributes stay.
 
     copydetect's ``filter_code`` turns every name into ``V``, so that ``x.mean(axis=-1, keepdims=True)`` and
@@ -434,7 +438,8 @@ def write_html(matches: list[Match], path: str, assignment: str, threshold: floa
                 f"<div><h3>{e(m.a)}</h3><pre>{m.html_a}</pre></div>",
                 f"<div><h3>{e(m.b)}</h3><pre>{m.html_b}</pre></div></div></section>"]
     shown = [m for m in matches if not (m.kind == "reference" and m.tokens == 0)]  # sorted: flagged, then by score
-    out.append(f"<h2>All scores</h2><p>{'The ' + str(max_rows) + ' highest of ' + str(len(shown)) if len(shown) > max_rows else 'Every'}"
+    out.append("<h2>All scores</h2><p>"
+               f"{'The ' + str(max_rows) + ' highest of ' + str(len(shown)) if len(shown) > max_rows else 'Every'}"
                " comparison with any match, the highest first.</p><table><tr><th>code</th><th>compared with</th>"
                "<th>share of the first</th><th>share of the second</th><th>matching characters</th></tr>")
     for m in shown[:max(max_rows, len(flagged))]:
@@ -520,8 +525,8 @@ def scan(course: str, assignment: str, students: list[str], notebooks: list[str]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nbgrader_sandbox.similarity",
-                                description="Similarity between the submissions of an assignment, and with the course's "
-                                            "references; writes an HTML page and prints the flagged pairs.")
+                                description="Similarity between the submissions of an assignment, and with the "
+                                            "course's references; writes an HTML page and prints the flagged pairs.")
     p.add_argument("assignment")
     p.add_argument("--course", default=".", help="the course directory (default: the current one)")
     p.add_argument("--threshold", "-t", default=None,

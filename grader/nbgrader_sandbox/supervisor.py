@@ -21,12 +21,11 @@ supervisor stopped the sandbox for that limit. A command that exits with one of 
 that no sandbox can claim a verdict it did not earn. SETUP_FAILED: no cgroup could be made; the command never ran.
 """
 
+import _signal as signal  # signal's own core: the public module imports enum (20 ms more per sandbox)
 import os
 import select
 import sys
 import time
-
-import _signal as signal  # signal's own core: the public module imports enum (20 ms more per sandbox)
 
 STOPPED_MEMORY = 250
 STOPPED_TASKS = 251
@@ -50,7 +49,8 @@ def _sweep(parent: str) -> None:
     """Remove the cgroups of supervisors that were killed before they could (a cgroup still in use refuses)."""
     for name in os.listdir(parent):
         parts = name.split("-")
-        if name.startswith(PREFIX) and len(parts) == 3 and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
+        if (name.startswith(PREFIX) and len(parts) == 3 and parts[1].isdigit()
+                and not os.path.exists(f"/proc/{parts[1]}")):
             try:
                 os.rmdir(os.path.join(parent, name))
             except OSError:
@@ -82,7 +82,8 @@ def make_cgroups(parents: list[str], memory: int, tasks: int) -> list[str]:
                 _write(path, "pids.max", tasks)
                 bounded.add("pids")
         if bounded != {"memory", "pids"}:
-            raise OSError(f"the cgroups made ({', '.join(made)}) do not bound {' and '.join({'memory', 'pids'} - bounded)}")
+            raise OSError(f"the cgroups made ({', '.join(made)}) do not bound "
+                          f"{' and '.join({'memory', 'pids'} - bounded)}")
     except BaseException:
         remove_cgroups(made)
         raise

@@ -1,4 +1,5 @@
-"""The checks the graded exercises call: ``from lnkit.checks import check_layer_norm``, then ``check_layer_norm(layer_norm)``.
+"""The checks the graded exercises call: ``from lnkit.checks import check_layer_norm``, then
+``check_layer_norm(layer_norm)``.
 
 Each check runs the student's function on many inputs (shapes ``(C,)``, ``(T, C)``, ``(B, T, C)``, zero rows;
 float16, float32, float64; constant rows; rows far from zero; tiny variances), compares every answer with a reference
@@ -21,7 +22,7 @@ The reference answers are computed here, in float64, for every function (lnkit's
 
 from __future__ import annotations
 
-from ._engine import HIDDEN_SEED, VISIBLE_SEED, CheckFailed, set_hidden_secret
+from ._engine import HIDDEN_SEED, VISIBLE_SEED, CheckFailed, set_hidden_secret  # noqa: F401 - public, not checks
 from .ch01_layernorm import check_layer_norm, check_layer_norm_stats
 from .ch02_which_axis import check_count_statistics, check_normalize_over
 from .ch03_counting import check_ln_applications, check_ln_parameters, check_ln_statistics

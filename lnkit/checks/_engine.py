@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import hashlib
 import dataclasses
+import hashlib
 import math
 import os
 import re
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
-
 
 VISIBLE_SEED = 20160721  # Ba, Kiros and Hinton put "Layer Normalization" on arXiv on 21 July 2016
 # The hidden cases a student can run in their own kernel (`hidden=True`). Graded hidden cases come from a key derived
@@ -186,7 +186,7 @@ def _error_name(type_name: str) -> str:
     return type_name if type_name in _PUBLIC_ERRORS else "an exception of a class of its own"
 
 
-def _hidden_case(spec: "_Spec", case: _Case) -> str:
+def _hidden_case(spec: _Spec, case: _Case) -> str:
     """A hidden case in words, without any of its values: the kind of input (its description), and the dtype and
     number of axes of each array argument. Nothing here tells an input apart from another of its kind, so no table of
     inputs and answers can be built from messages; the values themselves are drawn afresh for every submission."""
@@ -206,7 +206,7 @@ def _axes(n: int) -> str:
     return f"{n} axis" if n == 1 else f"{n} axes"
 
 
-def _show_case(spec: "_Spec", case: _Case) -> str:
+def _show_case(spec: _Spec, case: _Case) -> str:
     """The input of a failing case as a message shows it: a visible case in full, a hidden one by its kind only."""
     return _hidden_case(spec, case) if spec.hidden else _show_input(spec.fname, spec.argnames, case)
 

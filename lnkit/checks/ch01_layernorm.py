@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _rng,
-    _Case,
-    _Spec,
     _array_cases,
+    _Case,
     _in_dtype,
     _ln64,
+    _rng,
     _run,
+    _Spec,
 )
 
 
@@ -65,8 +65,9 @@ _CANCEL = (
     "then the mean of (x − mean)²."
 )
 _F16 = (
-    "float16 input overflows: the squares of values in the hundreds or thousands exceed float16's largest number (65504) and "
-    "become infinity. Compute in float32 (`x.astype(np.float32)`) and convert the result back to float16 at the end."
+    "float16 input overflows: the squares of values in the hundreds or thousands exceed float16's largest number "
+    "(65504) and become infinity. Compute in float32 (`x.astype(np.float32)`) and convert the result back to float16 "
+    "at the end."
 )
 
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _spread_cond,
-    _rng,
     _Case,
-    _Spec,
     _in_dtype,
+    _rng,
     _rows,
     _run,
+    _Spec,
+    _spread_cond,
     _tol,
 )
 from .ch01_layernorm import _CANCEL, _F16

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from ._engine import (
-    _rng,
     _Case,
-    _Spec,
+    _rng,
     _run,
+    _Spec,
 )
-
 
 _ARCHS = [  # (name, n_layer, d_model, n_head)
     ("GPT-2 small", 12, 768, 12),
@@ -72,7 +71,7 @@ def check_ln_statistics(ln_statistics: Callable, hidden: bool = False) -> None:
     """Check ``ln_statistics(n_layer, batch, seq_len, n_head)``: (mean, variance) pairs in one forward pass."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     rows = []
-    for i, (name, n, d, h) in enumerate(_arch_cases(hidden)):
+    for i, (name, n, _width, h) in enumerate(_arch_cases(hidden)):
         for batch, seq in ((1, 1024), (4, 512), (3, 7)) if not hidden else ((1 + i % 5, 17 * (i + 1)),):
             rows.append(_Case((n, batch, seq, h), name, frozenset()))
     rows.sort(key=lambda c: math.prod(c.args) or c.args[1] * c.args[2])

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _rng,
-    _Case,
-    _Spec,
     _array_cases,
+    _Case,
     _in_dtype,
+    _rng,
     _run,
+    _Spec,
     _tol,
 )
 from .ch01_layernorm import _CANCEL, _F16, _ln_expected

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _rng,
     _Case,
-    _Spec,
+    _rng,
     _rows,
     _run,
+    _Spec,
     _tol,
 )
-
 
 # The sublayer and the norm the wiring checks pass, as source text: these checks define their classes from it, and the
 # grading server (nbgrader_sandbox.server), which imports nothing of lnkit, defines the same classes from the same text.
@@ -132,15 +131,16 @@ def check_pre_ln(pre_ln: Callable, hidden: bool = False) -> None:
     __tracebackhide__ = True  # IPython and pytest show the message, not the check's own frames
     _wiring_check("check_pre_ln", "pre_ln", pre_ln, hidden, 8, "pre", [
         ("this is the post-LN wiring: it normalizes the stream after the residual addition. Pre-LN normalizes "
-         "only what the sublayer receives and leaves the stream itself untouched (chapter 6, \"Two wirings of one block\").", "post"),
+         "only what the sublayer receives and leaves the stream itself untouched "
+         "(chapter 6, \"Two wirings of one block\").", "post"),
         ("the residual is missing: the block returns the sublayer's output alone, and the stream x that should "
          "carry on past the block is lost (chapter 6, \"Two wirings of one block\").", "no_residual_pre"),
-        ("the norm is applied to the sublayer's output; pre-LN applies it to the sublayer's input (chapter 6, \"Two wirings of one block\").",
-         "norm_after_sublayer"),
-        ("the residual adds norm(x) instead of x: in pre-LN the stream itself is never normalized (chapter 6, \"Two wirings of one block\").",
-         "residual_from_normed"),
-        ("the result is normalized again after the addition; pre-LN leaves the stream alone (chapter 6, \"Two wirings of one block\").",
-         "norm_both"),
+        ("the norm is applied to the sublayer's output; pre-LN applies it to the sublayer's input (chapter 6, "
+         "\"Two wirings of one block\").", "norm_after_sublayer"),
+        ("the residual adds norm(x) instead of x: in pre-LN the stream itself is never normalized (chapter 6, "
+         "\"Two wirings of one block\").", "residual_from_normed"),
+        ("the result is normalized again after the addition; pre-LN leaves the stream alone (chapter 6, "
+         "\"Two wirings of one block\").", "norm_both"),
     ])
 
 
@@ -150,9 +150,10 @@ def check_post_ln(post_ln: Callable, hidden: bool = False) -> None:
     _wiring_check("check_post_ln", "post_ln", post_ln, hidden, 9, "post", [
         ("this is the pre-LN wiring: it normalizes only the sublayer's input and never the stream. Post-LN "
          "normalizes the stream after the residual addition (chapter 6, \"Two wirings of one block\").", "pre"),
-        ("the residual is missing: the stream x does not reach the norm, only the sublayer's output does (chapter 6, \"Two wirings of one block\").",
-         "no_residual_post"),
+        ("the residual is missing: the stream x does not reach the norm, only the sublayer's output does "
+         "(chapter 6, \"Two wirings of one block\").", "no_residual_post"),
         ("the sublayer receives norm(x); in post-LN it receives the stream x as it is, and the only norm comes "
          "after the residual addition (chapter 6, \"Two wirings of one block\").", "norm_both"),
-        ("the norm is applied to x before the addition; post-LN normalizes after it (chapter 6, \"Two wirings of one block\").", "norm_x_only"),
+        ("the norm is applied to x before the addition; post-LN normalizes after it (chapter 6, "
+         "\"Two wirings of one block\").", "norm_x_only"),
     ])

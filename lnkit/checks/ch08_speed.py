@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _rng,
     _Case,
-    _Spec,
     _part,
+    _rng,
     _rows,
     _run,
+    _Spec,
     _tol,
 )
 from .ch01_layernorm import _F16, _stats_cases, _stats_variant

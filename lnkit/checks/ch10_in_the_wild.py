@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _rng,
     _Case,
-    _Spec,
     _in_dtype,
+    _rng,
     _run,
+    _Spec,
     _tol,
 )
-
 
 # --- fold_into_linear(gamma, beta, W, b) -> (W2, b2) ----------------------------------------------------------------
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._engine import (
-    _rng,
-    _Case,
-    _Spec,
     _array_cases,
+    _Case,
     _in_dtype,
+    _rng,
     _rows,
     _run,
+    _Spec,
     _tol,
 )
 
