@@ -34,7 +34,7 @@ $(VENV)/.installed-%: pyproject.toml grader/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[torch]'
-	$(VENV)/bin/python -m pip install --quiet -e '.[$*]' $(if $(filter $*,$(GRADER_FOR)),-e ./grader)
+	$(VENV)/bin/python -m pip install --quiet $(if $(filter $*,$(GRADER_FOR)),-e ./grader) -e '.[$*]'
 	touch $@
 
 book: $(VENV)/.installed-book
