@@ -3,11 +3,20 @@
 nbgrader has no parallel mode (its issue 174). Here ``--jobs`` worker processes (:mod:`.worker`) each run nbgrader's
 own autograde, one student at a time, taking the next student from a shared queue, with a progress bar. SQLite
 serializes their writes: the course's db_url sets a busy timeout, and a student whose grading still met a locked
-database is retried. A failing student never stops the others.
+database is retried. A failing student never stops the others. The workers speak JSON only, one object a line each
+way (the protocol is :mod:`.worker`'s docstring).
 
 Afterwards: notebooks missing from a submission (renamed) score 0, as nbgrader scores a missing notebook; the
 gradebook's rows are checked against the submitted folders (one submission per student, every autograded cell
 scored); the grades CSV is written with ``nbgrader export``; and the integrity report (:mod:`.integrity`).
+
+:func:`autograde_class` is the whole run, in three steps, each handing the next a small record:
+
+- :func:`prepare` -> :class:`Plan`: every check (the course's config, jobs, the submissions, the sandbox's refusal,
+  the course folder's exposure), the folders made, what is read before grading (manual scores, release notebooks);
+- :func:`grade` -> :class:`Graded`: the workers, with the similarity scan beside them;
+- :func:`report` -> :class:`Outcome`: the gradebook checked, the export, the integrity flags and report, and the files
+  written given back to the course's owner.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from dataclasses import dataclass, field
 from . import integrity, sandbox, similarity
 from .layout import CourseLayout
 from .layout import for_course as course_layout
+from .worker import BYE, EXPORT, GRADE, VERIFY, encode
 
 
 @dataclass
@@ -49,10 +59,6 @@ def _settings(course: str):
 def refusal(course: str) -> str:
     """Why the course's configuration forbids grading here ("" when a sandbox can be made, or it opted out)."""
     return _settings(course).refusal()
-
-
-def _uid_base(course: str) -> int:
-    return _settings(course).uid_base
 
 
 def _manual_scores(db_path: str, assignment: str) -> dict:
@@ -100,31 +106,63 @@ def submitted_students(course: str, assignment: str, layout: CourseLayout | None
 
 
 class _Worker:
-    """One ``python -m nbgrader_sandbox.worker`` process: one JSON object a line in, one JSON object a line out."""
+    """One ``python -m nbgrader_sandbox.worker`` process: one JSON object a line in, one JSON object a line out (the
+    protocol is :mod:`.worker`'s docstring). Started at the first request, and again after it died.
+
+    ``log`` takes the process's stderr (nbgrader's own output): a path, opened in append mode for each process
+    started (the process keeps its own copy), or what ``subprocess.Popen`` takes (an open file, ``DEVNULL``)."""
 
     def __init__(self, course: str, assignment: str, log, env: dict):
-        self.args = ([sys.executable, "-m", "nbgrader_sandbox.worker", assignment],
-                     dict(cwd=course, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env))
+        self.command = [sys.executable, "-m", "nbgrader_sandbox.worker", assignment]
+        self.course, self.log, self.env = course, log, env
         self.proc: subprocess.Popen | None = None
 
+    def _start(self) -> subprocess.Popen:
+        if self.proc is not None:  # one that died: its pipes go with it
+            self._close_pipes()
+        with contextlib.ExitStack() as stack:
+            log = stack.enter_context(open(self.log, "a")) if isinstance(self.log, (str, os.PathLike)) else self.log
+            return subprocess.Popen(self.command, cwd=self.course, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=log, text=True, env=self.env)
+
     def ask(self, request: dict) -> dict | None:
+        """The worker's reply to one request; None when the worker died before replying (the next ask starts
+        another)."""
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             raise ValueError(f"request must be a dict with an 'op'; got {request!r:.200}")
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen(self.args[0], **self.args[1])
-        self.proc.stdin.write(json.dumps(request) + "\n")  # JSON escapes newlines: whatever the id, one line
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
+            self.proc = self._start()
         try:
-            return json.loads(answer)
-        except json.JSONDecodeError:  # the worker itself died: the caller records it; the next ask starts another
+            self.proc.stdin.write(encode(request))  # JSON escapes newlines: whatever the id, one line
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+        except OSError:  # the worker died as it was sent the request (a broken pipe)
+            answer = ""
+        try:
+            reply = json.loads(answer)
+        except json.JSONDecodeError:  # the worker itself died: the caller records it
             self.proc.wait()
             return None
+        return reply if isinstance(reply, dict) else None
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait()
+        """Say bye to a running worker, and wait for it to end."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(encode({"op": BYE}))
+                self.proc.stdin.flush()
+                self.proc.stdout.readline()  # its {"ok": true}, or nothing if it died meanwhile
+            except OSError:
+                pass
+        self._close_pipes()
+        self.proc.wait()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _run_workers(workers: list, assignment: str, students: list[str], progress: bool) -> dict:
@@ -147,7 +185,7 @@ def _run_workers(workers: list, assignment: str, students: list[str], progress: 
                 student = todo.get_nowait()
             except queue.Empty:
                 return
-            result = worker.ask({"op": "grade", "student": student})
+            result = worker.ask({"op": GRADE, "student": student})
             if result is None:
                 result = {"student": student, "success": False, "error": "the worker process died"}
             elif result.get("student") != student:
@@ -168,55 +206,38 @@ def _run_workers(workers: list, assignment: str, students: list[str], progress: 
     return results
 
 
-def zero_missing_and_verify(course: str, db_url: str, assignment: str, students: list[str]) -> tuple[list, list]:
-    """Score 0 for notebooks missing from a submission; then one complete gradebook row per submitted student.
-    A student whose submitted folder is gone (intake set it aside whole) is left ungraded, as nbgrader left it."""
-    from nbgrader.api import Gradebook, MissingEntry
+@dataclass
+class Plan:
+    """What :func:`prepare` checked and found: all that :func:`grade` and :func:`report` need of the course."""
 
-    mismatches, notebooks = [], []
-    # a folder intake moved aside whole was not graded: it gets no zeros (the NBGRADER ERROR line and the report say so)
-    layout = course_layout(course)
-    set_aside = {s for s in students if not os.path.isdir(layout.folder("submitted", s, assignment))}
-    students = [s for s in students if s not in set_aside]
-    with Gradebook(db_url) as gb:
-        notebooks = [nb.name for nb in gb.find_assignment(assignment).notebooks]
-        for student in students:
-            try:
-                gb.find_submission(assignment, student)
-            except MissingEntry:
-                gb.update_or_create_student(student)
-                gb.update_or_create_submission(assignment, student)
-            for name in notebooks:
-                path = layout.notebook("submitted", student, assignment, name)
-                sub = gb.find_submission_notebook(name, assignment, student)
-                if not os.path.exists(path):
-                    for grade in sub.grades:
-                        if grade.auto_score is None and grade.cell.cell_type == "code":
-                            grade.auto_score = 0
-                            grade.needs_manual_grade = False
-                    gb.db.commit()
-        submitted = set(students)
-        for sub in gb.assignment_submissions(assignment):
-            sid = sub.student.id
-            if sid in set_aside:
-                continue
-            if sid not in submitted:
-                mismatches.append(f"{sid}: a gradebook submission without a submitted folder")
-                continue
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    # code grade cells are autograded; markdown ones (written answers) are graded by hand
-                    if grade.cell.cell_type == "code" and grade.auto_score is None and grade.manual_score is None:
-                        mismatches.append(f"{sid}: {nb.name}/{grade.name} was not autograded")
-        rows = [sub.student.id for sub in gb.assignment_submissions(assignment)]
-        for sid in submitted:
-            if rows.count(sid) != 1:
-                mismatches.append(f"{sid}: {rows.count(sid)} gradebook submissions (expected exactly 1)")
-    return mismatches, notebooks
+    course: str  # the course directory, absolute: the workers run in it
+    assignment: str
+    layout: CourseLayout  # every folder, and the gradebook, as the course's nbgrader_config.py sets them
+    students: list[str]  # the submitted folders' names, sorted: the ids graded, exactly as listed
+    jobs: int  # worker processes to start, 1 to len(students)
+    uid_base: int  # c.GradingSandbox.uid_base: where this course's sandbox uids start
+    release_notebooks: list[str]  # the release's notebook names (similarity discounts their starter code)
+    manual_before: dict  # (student, notebook, cell) -> manual score, before grading (see _manual_scores)
+    exposed: list  # what course_check found others can read or change in the course folder ([] when private)
+    report_path: str  # the integrity report, Markdown; its CSV and similarity's HTML page go beside it
+    log_path: str  # nbgrader's own output, from every worker: <autograded>/autograde-<assignment>.log
+    env: dict  # the workers' environment: this Python's bin/ first on PATH, as nbgrader commands need
 
 
-def autograde_class(course: str, assignment: str, jobs: int | None = None, progress: bool = True,
-                    grades_csv: str | None = None, report: str | None = None, feedback: bool = False) -> Outcome:
+@dataclass
+class Graded:
+    """What :func:`grade` leaves for :func:`report`."""
+
+    results: dict  # student -> the worker's reply to its grade request ("success", "error", "seconds", "attempts")
+    seconds: float  # wall time of the grading, from the first request to the last reply
+    similarity: concurrent.futures.Future  # similarity.scan's report lines: it may still run beside report()
+    worker: _Worker  # one worker left running, nbgrader loaded: report() asks it to verify and export, and closes it
+
+
+def prepare(course: str, assignment: str, jobs: int | None = None, report: str | None = None) -> Plan:
+    """Every check before a worker starts (ValueError for a wrong request, RuntimeError where grading is refused),
+    then the folders grading writes to, and what must be read before it: the manual scores, the release notebooks.
+    ``report`` is the integrity report's path (default: ``<autograded>/integrity-<assignment>.md``)."""
     course = os.path.abspath(course)
     if not os.path.exists(os.path.join(course, "nbgrader_config.py")):
         raise ValueError(f"course: {course} has no nbgrader_config.py; run this from the course directory")
@@ -225,80 +246,112 @@ def autograde_class(course: str, assignment: str, jobs: int | None = None, progr
     jobs = jobs or os.cpu_count() or 1
     layout = course_layout(course)
     students = submitted_students(course, assignment, layout)
-    outcome = Outcome(students)
     if not students:
-        raise ValueError(f"assignment: no submissions of {assignment!r} in {course}/submitted/<student>/")
-    refused = refusal(course)
+        raise ValueError(f"assignment: no submissions of {assignment!r} in {layout.folder('submitted')}/<student>/")
+    settings = _settings(course)
+    refused = settings.refusal()
     if refused:
         raise RuntimeError(refused)
-    from .course_check import report as exposure_report, require_private_course
+    from .course_check import warn_if_exposed
 
-    exposed = require_private_course(course, refuse=False)  # loud, with the exact chmod; the report repeats it
+    exposed = warn_if_exposed(course)  # loud, with the exact chmod; the report repeats it
     for step in ("autograded", "feedback"):
         os.makedirs(layout.folder(step), exist_ok=True)
-    db_path = layout.gradebook
-    before = _manual_scores(db_path, assignment)
-    # similarity reads only the submitted notebooks, never a grade: it runs beside the workers, not after them
     release_dir = layout.folder("release", assignment=assignment)
     release_notebooks = sorted(n[:-len(".ipynb")] for n in os.listdir(release_dir)
                                if n.endswith(".ipynb")) if os.path.isdir(release_dir) else []
-    report_path = report or os.path.join(layout.folder("autograded"), f"integrity-{assignment}.md")
+    return Plan(course=course, assignment=assignment, layout=layout, students=students,
+                jobs=max(1, min(jobs, len(students))), uid_base=settings.uid_base, release_notebooks=release_notebooks,
+                manual_before=_manual_scores(layout.gradebook, assignment), exposed=exposed,
+                report_path=report or os.path.join(layout.folder("autograded"), f"integrity-{assignment}.md"),
+                log_path=os.path.join(layout.folder("autograded"), f"autograde-{assignment}.log"),
+                env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")))
+
+
+def grade(plan: Plan, progress: bool = True) -> Graded:
+    """Every student, by plan.jobs workers taking the next student from a shared queue; similarity beside them (it
+    reads only the submitted notebooks, never a grade). A student whose grading failed, or whose worker died, has a
+    result that says so: it never stops the others."""
     side = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    similar = side.submit(similarity.scan, course, assignment, students, release_notebooks,
-                          os.path.dirname(report_path))
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    log_path = os.path.join(layout.folder("autograded"), f"autograde-{assignment}.log")
+    similar = side.submit(similarity.scan, plan.course, plan.assignment, plan.students, plan.release_notebooks,
+                          os.path.dirname(plan.report_path))
+    side.shutdown(wait=False)  # the scan goes on; report() waits for its lines
     start = time.perf_counter()
-    with open(log_path, "a") as log:
-        workers = [_Worker(course, assignment, log, env) for _ in range(max(1, min(jobs, len(students))))]
-        try:
-            outcome.results = _run_workers(workers, assignment, students, progress)
-            outcome.seconds = time.perf_counter() - start
-            # the end of the run, in a worker that has nbgrader loaded already
-            verified = workers[0].ask({"op": "verify", "students": students}) or {}
-            if not verified.get("ok"):
-                raise RuntimeError(f"checking the gradebook failed: {verified.get('error', 'the worker died')}")
-            outcome.mismatches, notebooks = verified["mismatches"], verified["notebooks"]
-            if feedback:
-                _nbgrader(course, env, "generate_feedback", assignment, "--force")
-            outcome.grades = grades_csv or os.path.join(course, "grades.csv")
-            exported = workers[0].ask({"op": "export", "to": outcome.grades}) or {}
-            if not exported.get("ok"):
-                raise RuntimeError(f"nbgrader export failed: {exported.get('error', 'the worker died')}")
-        finally:
-            for w in workers:
-                w.close()
+    workers = [_Worker(plan.course, plan.assignment, plan.log_path, plan.env) for _ in range(plan.jobs)]
+    try:
+        results = _run_workers(workers, plan.assignment, plan.students, progress)
+    except BaseException:
+        for w in workers:
+            w.close()
+        raise
+    seconds = time.perf_counter() - start
+    for w in workers[1:]:
+        w.close()
+    return Graded(results=results, seconds=seconds, similarity=similar, worker=workers[0])
+
+
+def report(plan: Plan, graded: Graded, grades_csv: str | None = None, feedback: bool = False) -> Outcome:
+    """The end of the run: the gradebook checked (and missing notebooks scored 0), feedback if asked, the grades CSV
+    (default: COURSE/grades.csv), the integrity flags and report, and, as root, the files written given back to the
+    course's owner. RuntimeError when the gradebook cannot be checked or exported."""
+    layout, assignment, students = plan.layout, plan.assignment, plan.students
+    outcome = Outcome(students, results=graded.results, seconds=graded.seconds)
+    worker = graded.worker
+    try:  # in the worker left running, which has nbgrader loaded already
+        verified = worker.ask({"op": VERIFY, "students": students}) or {}
+        if not verified.get("ok"):
+            raise RuntimeError(f"checking the gradebook failed: {verified.get('error', 'the worker died')}")
+        outcome.mismatches, notebooks = verified["mismatches"], verified["notebooks"]
+        if feedback:
+            _nbgrader(plan.course, plan.env, "generate_feedback", assignment, "--force")
+        outcome.grades = grades_csv or os.path.join(plan.course, "grades.csv")
+        exported = worker.ask({"op": EXPORT, "to": outcome.grades}) or {}
+        if not exported.get("ok"):
+            raise RuntimeError(f"nbgrader export failed: {exported.get('error', 'the worker died')}")
+    finally:
+        worker.close()
     release = layout.folder("release")
     for student in students:
-        outcome.flags += integrity.scan_submission(course, assignment, student, notebooks, release, layout=layout)
-        outcome.flags += integrity.scan_graded(course, assignment, student, notebooks, layout=layout)
+        outcome.flags += integrity.scan_submission(plan.course, assignment, student, notebooks, release, layout=layout)
+        outcome.flags += integrity.scan_graded(plan.course, assignment, student, notebooks, layout=layout)
         result = outcome.results.get(student, {})
         if not result.get("success"):
             last = (result.get("error") or "no result").strip().splitlines()[-1:]
             outcome.flags.append(integrity.Flag(student, "", "grading", f"nbgrader autograde failed: {last[0][:300]}"
                                                 if last else "nbgrader autograde failed"))
-    after = _manual_scores(db_path, assignment)
+    after = _manual_scores(layout.gradebook, assignment)
     for (student, nb, cell), score in sorted(after.items()):
-        if score is not None and before.get((student, nb, cell)) != score:
+        if score is not None and plan.manual_before.get((student, nb, cell)) != score:
             outcome.flags.append(integrity.Flag(student, nb, "gradebook", f"a manual score ({score}) appeared on "
                                                 f"{cell} during autograding, which sets none"))
     extra = [f"{m}" for m in outcome.mismatches]
-    if exposed:
-        extra.append(exposure_report(course, exposed).replace("\n", " "))
-    uids = {sandbox.sandbox_uid(f"{student}/{assignment}", _uid_base(course)) for student in students}
+    if plan.exposed:
+        from .course_check import report as exposure_report
+
+        extra.append(exposure_report(plan.course, plan.exposed).replace("\n", " "))
+    uids = {sandbox.sandbox_uid(f"{student}/{assignment}", plan.uid_base) for student in students}
     extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(uids)]
     extra.append("student code ran in a bubblewrap sandbox per student: " + (
         "as root, each with a uid of its own" if os.geteuid() == 0 else "in a user namespace of the grader's user")
         + "; no network, no course folder, only the assignment's packages; CPU-time limits")
-    outcome.report = report_path
-    extra += similar.result()
-    side.shutdown()
+    outcome.report = plan.report_path
+    extra += graded.similarity.result()
     integrity.write_report(outcome.flags, outcome.report, assignment, len(students), extra)
     from .intake import give_back
 
-    give_back(course, trees=[layout.folder("autograded"), layout.folder("feedback"), outcome.grades,
-                             *([layout.gradebook] if layout.gradebook else [])])
+    give_back(plan.course, trees=[layout.folder("autograded"), layout.folder("feedback"), outcome.grades,
+                                  *([layout.gradebook] if layout.gradebook else [])])
     return outcome
+
+
+_report = report  # autograde_class's parameter ``report`` (a path) hides the step of that name
+
+
+def autograde_class(course: str, assignment: str, jobs: int | None = None, progress: bool = True,
+                    grades_csv: str | None = None, report: str | None = None, feedback: bool = False) -> Outcome:
+    """The whole run: :func:`prepare`, :func:`grade`, :func:`report`. ``report`` is the integrity report's path."""
+    plan = prepare(course, assignment, jobs=jobs, report=report)
+    return _report(plan, grade(plan, progress), grades_csv=grades_csv, feedback=feedback)
 
 
 def _nbgrader(course: str, env: dict, *args: str) -> None:
