@@ -44,7 +44,8 @@ def secrets(root: str | os.PathLike) -> dict[str, str]:
              layout.autograded: "the graded submissions",
              layout.feedback: "every student's feedback",
              "grades.csv": "the exported grades",
-             SECRET_FILE: "the course's secret, from which every hidden case is drawn",
+             os.path.relpath(os.path.join(os.path.dirname(gradebook), SECRET_FILE), layout.root):
+                 "the course's secret, from which every hidden case is drawn",
              ".git": "the repository's history, solutions included"}
     return {name: what for name, what in found.items() if not name.startswith("..")}
 

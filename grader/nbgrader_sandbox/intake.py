@@ -140,14 +140,28 @@ def _set_aside_whole(folder: str) -> str:
     return os.path.relpath(dest, parent)
 
 
+def _layout_of(folder: str):
+    """The course layout of ``<root>/<step>/<student>/<assignment>``: nbgrader's CourseDirectory as ``<root>``'s
+    nbgrader_config.py sets it, nbgrader's defaults where there is none."""
+    from .layout import CourseLayout, for_course
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(folder)))
+    try:
+        return for_course(root)
+    except ValueError:
+        return CourseLayout(root)
+
+
 def pre_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
     """nbgrader's pre_convert_hook for autograde: take the submission in (see the module's docstring)."""
     if not notebooks:
         return
     folder = os.path.dirname(os.path.abspath(notebooks[0]))
-    if os.path.basename(os.path.dirname(os.path.dirname(folder))) != "submitted":
+    layout = _layout_of(folder)
+    # nbgrader passes its --student and --assignment options (often "*"): the folder says whose submission it is
+    if os.path.normpath(layout.folder("submitted")) != os.path.normpath(os.path.dirname(os.path.dirname(folder))):
         return  # not a submission (nbgrader autograde also reads autograded/ when it re-runs): nothing to take in
-    _warn_if_exposed(os.path.dirname(os.path.dirname(os.path.dirname(folder))))
+    _warn_if_exposed(layout.root)
     try:
         take_in(folder, notebooks)
     except Exception as e:  # noqa: BLE001 - nbgrader would log it at info level and grade the folder as it is
@@ -245,15 +259,17 @@ def post_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
     """nbgrader's post_convert_hook for autograde: as root, the files grading wrote go back to the course's owner."""
     if os.geteuid() != 0 or not notebooks:
         return
-    # notebooks are <root>/submitted/<student>/<assignment>/<name>.ipynb
+    # notebooks are <root>/<submitted>/<student>/<assignment>/<name>.ipynb
     folder = os.path.dirname(os.path.abspath(notebooks[0]))
     assignment_id = os.path.basename(folder)
     student_dir = os.path.dirname(folder)
     student_id = os.path.basename(student_dir)
-    root = os.path.dirname(os.path.dirname(student_dir))
-    graded = os.path.join(root, "autograded")
-    give_back(root, folders=[graded, os.path.join(graded, student_id),
-                             *[os.path.join(root, f) for f in ("gradebook.db", "gradebook.db-journal", SECRET_FILE)]],
+    layout = _layout_of(folder)
+    root = layout.root
+    graded = layout.folder("autograded")
+    gradebook = layout.gradebook or os.path.join(root, "gradebook.db")
+    give_back(root, folders=[graded, os.path.join(graded, student_id), gradebook, gradebook + "-journal",
+                             os.path.join(os.path.dirname(gradebook), SECRET_FILE)],
               trees=[os.path.join(graded, student_id, assignment_id),
                      os.path.join(student_dir, REFUSED_PREFIX + assignment_id)])
 
@@ -268,7 +284,7 @@ def course_secret(db_url: str) -> bytes:
     (:func:`hidden_cases_key`); made on first use.
 
     It lives beside the gradebook (a SQLite file in the course folder), readable by its owner only, and never enters
-    a sandbox nor the checker: knowing the repository and lnkit does not tell the hidden inputs.
+    a sandbox nor the checker: knowing the course's code and this package's does not tell the hidden inputs.
     """
     folder = os.getcwd()
     if db_url.startswith("sqlite:///"):
