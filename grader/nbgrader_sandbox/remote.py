@@ -121,7 +121,8 @@ class StudentServer:
                                  f"anyway in a setting where every student is trusted, set "
                                  f"c.GradingSandbox.allow_unsandboxed = True.")
         self.box = None if reason else sandbox.Sandbox(
-            key=self.limits.key, packages=self.limits.packages,
+            # NumPy always: the server's wire format (wire.py) carries arrays as np.save bytes
+            key=self.limits.key, packages=tuple(dict.fromkeys(("numpy", *self.limits.packages))),
             limits=sandbox.Limits(memory_bytes=self.limits.memory_bytes, cpu_seconds=int(self.limits.cpu_seconds)),
             files=self.limits.files, read_only=_SERVER_FILES, uid_base=self.limits.uid_base)
         self.isolation = self.box.identity() if self.box else f"NO SANDBOX ({reason})"
