@@ -5,10 +5,16 @@ Python that sees this environment's packages even where our interpreter sits in 
 under /root): a copy of the same interpreter (same version: Debian's 3.11.2 breaks the newest soupsieve, which
 nbconvert's HTML export uses), in a virtual environment of its own whose site-packages adds ours, with this
 environment's scripts (nbgrader, alembic, jupyter-*) pointed at it.
+
+Where the clone itself sits in a folder other users cannot enter (a clone inside `mktemp -d`, or a home of mode 700),
+that Python would see nothing: the environment's site-packages and the editable installs (lnkit/, grader/) are inside
+it. `readable` then gives them a copy in the folder the test made for them (hard links where it can), and the editable
+installs' finders name the copies.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -36,8 +42,79 @@ def remove_user(name: str) -> None:
 
 
 def _open_to_others(path: str) -> bool:
+    """Whether every user can reach path: each folder on the way (and path itself) open to others (o+x)."""
     parts = os.path.realpath(path).split(os.sep)
-    return all(os.stat(os.sep.join(parts[:i]) or os.sep).st_mode & 0o001 for i in range(2, len(parts)))
+    return all(os.stat(os.sep.join(parts[:i]) or os.sep).st_mode & 0o001 for i in range(2, len(parts) + 1))
+
+
+def _link_or_copy(src, dst):
+    """A hard link of a file others can already read and run where its owner can (its mode is left alone), else a
+    copy (made so after)."""
+    mode = os.stat(src).st_mode
+    if mode & 0o004 and (mode & 0o001 or not mode & 0o100):
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:  # another file system
+            pass
+    shutil.copy2(src, dst)
+    return dst
+
+
+def readable(path: Path, base: Path) -> Path:
+    """``path`` itself where every user can reach it; otherwise a copy every user can read, under ``base`` (a folder
+    open to all, removed by the test) at ``base/readable/<path's absolute path>``: files keep their places relative
+    to each other (a package that finds the repository's root from its own file finds the copy's)."""
+    path = Path(os.path.realpath(path))
+    if _open_to_others(str(path)):
+        return path
+    copy = base / "readable" / path.relative_to("/")
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            shutil.copytree(path, copy, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(path, copy)
+        made = [*copy.relative_to(base).parents][-2::-1]  # readable/, ..., copy.parent: folders made above
+        walk = os.walk(copy) if copy.is_dir() else [(str(copy.parent), [], [copy.name])]
+        for folder, _, files in [*((str(base / d), [], []) for d in made), *walk]:
+            for p in [folder, *(os.path.join(folder, f) for f in files)]:  # hard links: readable already
+                st = os.lstat(p)
+                want = 0o055 if p == folder or st.st_mode & 0o100 else 0o044
+                if not os.path.islink(p) and st.st_mode | want != st.st_mode:
+                    os.chmod(p, st.st_mode | want)
+    return copy
+
+
+def _site_for_everyone(base: Path) -> Path:
+    """This environment's site-packages, or its readable copy (see `readable`) whose editable installs' finders name
+    readable copies of their sources."""
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    site = readable(purelib, base)
+    if site == purelib:
+        return purelib
+    for finder in site.glob("__editable___*_finder.py"):
+        lines = finder.read_text().splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            for name in ("MAPPING", "NAMESPACES"):
+                if line.startswith(f"{name}:"):
+                    head, value = line.split(" = ", 1)
+                    value = ast.literal_eval(value)
+                    value = {k: (str(readable(Path(v), base)) if isinstance(v, str)
+                                 else [str(readable(Path(x), base)) for x in v]) for k, v in value.items()}
+                    lines[i] = f"{head} = {value!r}\n"
+        finder.unlink()  # a hard link of the original: written anew, never through
+        finder.write_text("".join(lines))
+        for cached in (site / "__pycache__").glob(finder.stem + ".*"):
+            cached.unlink()
+    for pth in site.glob("*.pth"):  # a path line (setuptools' older editable installs) names its copy
+        lines = pth.read_text().splitlines()
+        new = [str(readable(Path(line), base)) if line.startswith("/") and os.path.isdir(line) else line
+               for line in lines]
+        if new != lines:
+            pth.unlink()
+            pth.write_text("\n".join(new) + "\n")
+    return site
 
 
 def _python_for_everyone(base: Path) -> str:
@@ -83,7 +160,7 @@ def user_python(base: Path, hide: tuple[str, ...] = ()) -> Path:
     venv = base / "env"
     system_python = _python_for_everyone(base)
     run(system_python, "-m", "venv", "--without-pip", str(venv))
-    purelib = Path(sysconfig.get_paths()["purelib"])
+    purelib = _site_for_everyone(base)
     their_lib = Path(run(str(venv / "bin" / "python"), "-c",
                          "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
     if hide:  # the site folder, and each of its .pth files but the hidden ones (a .pth runs lines that import)
@@ -96,7 +173,7 @@ def user_python(base: Path, hide: tuple[str, ...] = ()) -> Path:
     for sub in ("share", "etc"):
         (venv / sub).mkdir(exist_ok=True)
         if (Path(sys.prefix) / sub / "jupyter").exists():
-            (venv / sub / "jupyter").symlink_to(Path(sys.prefix) / sub / "jupyter")
+            (venv / sub / "jupyter").symlink_to(readable(Path(sys.prefix) / sub / "jupyter", base))
     for script in (Path(sys.prefix) / "bin").iterdir():
         try:
             first, rest = script.read_text().split("\n", 1)

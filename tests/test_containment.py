@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
-
+from accounts import as_user, make_user, remove_user, user_python
 from corpus import LNKIT_COURSE
 
-from accounts import as_user, make_user, remove_user, user_python
 from nbgrader_sandbox import sandbox, supervisor
 from nbgrader_sandbox.preprocessors import SafeExecute
 
@@ -142,7 +141,8 @@ def test_no_cgroup_is_left_behind():
     sandbox.kill_tree(killed.pid)  # stopped from outside, as the checker stops a call past its time limit
     killed.wait(timeout=20)
     for parent in bound.parents:  # other graders may be running here: only these two supervisors' cgroups
-        assert not [n for n in os.listdir(parent) if n.startswith((f"nbgrader-sandbox-{ended.pid}-", f"nbgrader-sandbox-{killed.pid}-"))]
+        prefixes = (f"nbgrader-sandbox-{ended.pid}-", f"nbgrader-sandbox-{killed.pid}-")
+        assert not [n for n in os.listdir(parent) if n.startswith(prefixes)]
 
 
 # --- the kernel: the notebook's budget and the sockets' folder ------------------------------------------------------
@@ -167,7 +167,8 @@ def run_notebook(cells: list[str], folder: Path, **settings) -> tuple:
 
 
 def not_run_notice(nb) -> str:
-    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if "were not run" in o.get("text", ""))
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                   if "were not run" in o.get("text", ""))
 
 
 @pytest.fixture
@@ -187,7 +188,7 @@ def test_a_notebook_within_its_budget_is_not_stopped(tmp_path):
 
 def test_sleeping_cells_end_at_the_wall_clock_budget(tmp_path, hogs):
     nb, resources, took = run_notebook(["import time"] + ["time.sleep(1.5)"] * 20, tmp_path,
-                                       SafeExecute__timeout=2, SafeExecute__notebook_wall_seconds=6.0)
+                                       SafeExecute__timeout=2, GradingSandbox__notebook_wall_seconds=6.0)
     ran = sum(1 for c in nb.cells if c.get("execution_count") is not None)
     assert ran <= 1 + 6 / 1.5 + 1, ran  # the budget runs from the kernel's start: then at most these, not all 20
     assert took < 20 * 1.5 + 60, took  # and the kernel's own start and end (slow on a busy machine)
@@ -199,14 +200,15 @@ def test_sleeping_cells_end_at_the_wall_clock_budget(tmp_path, hogs):
 def test_spinning_cells_end_at_the_cpu_budget(tmp_path):
     spin = "t = time.process_time()\nwhile time.process_time() - t < 0.8:\n    pass"
     nb, resources, took = run_notebook(["import time"] + [spin] * 20, tmp_path,
-                                       SafeExecute__timeout=5, SafeExecute__notebook_cpu_seconds=5.0)
+                                       SafeExecute__timeout=5, GradingSandbox__notebook_cpu_seconds=5.0)
     assert resources["sandbox_kernel"]["stopped"] == "budget", resources.get("sandbox_kernel")
     assert "budget of 5 CPU seconds" in not_run_notice(nb)
     ran = sum(1 for c in nb.cells if c.get("execution_count") is not None)
     assert ran < 12, ran  # kernel start + at most the cells that fit in 5 CPU seconds
 
 
-SOCKETS_FOLDER = "from ipykernel.connect import get_connection_file\nimport os\nfolder = os.path.dirname(get_connection_file())\n"
+SOCKETS_FOLDER = ("from ipykernel.connect import get_connection_file\nimport os\n"
+                  "folder = os.path.dirname(get_connection_file())\n")
 
 
 def test_writes_into_a_subfolder_of_the_sockets_folder_stop_the_kernel(tmp_path, monkeypatch):

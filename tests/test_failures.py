@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from accounts import as_user, make_user, remove_user, user_python
 from corpus import CORRECT, write_submission
 from failures import ASSIGNMENT, GRADER_TOKEN, build, cases

@@ -43,7 +43,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from accounts import user_python  # noqa: E402
+from accounts import readable, user_python  # noqa: E402
 from corpus import CORRECT  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -213,6 +213,7 @@ def hub():
         with steps("set up: users, Python for the users, course folder, proxy"):
             passwords = _make_accounts()
             python = user_python(base)
+            config = readable(ROOT / "hub", base)  # the users' servers read hub/jupyter/ (JUPYTER_CONFIG_PATH)
             course = _copy_course(Path("/home") / INSTRUCTOR, INSTRUCTOR)
             proxy = _ensure_proxy()
         port = _free_port()
@@ -225,7 +226,7 @@ def hub():
                    LNKIT_HUB_INSTRUCTORS=GROUPS["instructors"], LNKIT_HUB_STUDENTS=GROUPS["students"],
                    NBGRADER_EXCHANGE=str(exchange))
         with steps("start JupyterHub and its proxy"):
-            proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "hub" / "jupyterhub_config.py")],
+            proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config / "jupyterhub_config.py")],
                                     cwd=state, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 90
@@ -238,7 +239,7 @@ def hub():
                         pytest.fail("JupyterHub did not start:\n" + (base / "jupyterhub.log").read_text()[-4000:])
                     time.sleep(0.5)
         yield dict(url=url, passwords=passwords, course=course, exchange=exchange, python=python, base=base,
-                   steps=steps, log=base / "jupyterhub.log")
+                   steps=steps, log=base / "jupyterhub.log", config=config)
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the hub stops the servers it spawned and its proxy
@@ -273,7 +274,7 @@ class Person:
         page.click("#login_submit")
         try:
             page.wait_for_url("**/lab**", timeout=180_000)  # the hub spawns this user's JupyterLab
-        except Exception:
+        except Exception:  # noqa: BLE001 - keep a screenshot of what the user saw, then fail with the hub's log
             shot(page, f"log-in-failed-{self.name}")
             raise AssertionError(f"{self.name} could not log in; the hub's log ends with:\n"
                                  + self.hub["log"].read_text()[-3000:]) from None
@@ -286,7 +287,7 @@ class Person:
             try:
                 page.locator(".lm-Menu").first.wait_for(timeout=5_000)
                 return
-            except Exception:
+            except Exception:  # noqa: BLE001 - the menu did not open: close whatever did, and try again
                 page.keyboard.press("Escape")
         raise AssertionError(f"{self.name}: the Nbgrader menu does not open")
 
@@ -295,7 +296,7 @@ class Person:
         page.click(".lm-MenuBar-itemLabel:text-is('Nbgrader')")  # a second click on the open menu's title closes it
         try:
             page.locator(".lm-Menu").first.wait_for(state="detached", timeout=5_000)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a menu still open is closed with Escape
             page.keyboard.press("Escape")
             page.locator(".lm-Menu").first.wait_for(state="detached", timeout=5_000)
 
@@ -370,7 +371,8 @@ def open_notebook(person: Person, assignment: str) -> None:
 def write_code(person: Person, function: str, source: str) -> None:
     """Replace the solution cell that defines `function` with `source`, typed into its editor."""
     page = person.page
-    cell = page.locator(f".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell:has(.cm-content:has-text('def {function}('))")
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) "
+                        f".jp-CodeCell:has(.cm-content:has-text('def {function}('))")
     cell.first.wait_for()
     assert cell.count() == 1, f"no single solution cell for {function}"
     cell.locator(".cm-content").click()
@@ -411,7 +413,7 @@ def save(person: Person) -> None:
         try:
             page.wait_for_selector(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty", state="detached", timeout=20_000)
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - not saved yet: the loop saves again
             pass
     shot(page, f"save-failed-{person.name}")
     raise AssertionError(f"{person.name}'s notebook was not saved")
@@ -449,7 +451,7 @@ def as_user(hub, user: str, *argv: str, cwd=None) -> subprocess.CompletedProcess
     """Run a command as one of the hub's users, with the environment the hub gives them."""
     role = "instructor" if user == INSTRUCTOR else "student"
     env = {"PATH": f"{hub['python'].parent}:/usr/bin:/bin", "HOME": f"/home/{user}",
-           "JUPYTER_CONFIG_PATH": f"{ROOT / 'hub' / 'jupyter' / role}:{ROOT / 'hub' / 'jupyter' / 'common'}",
+           "JUPYTER_CONFIG_PATH": f"{hub['config'] / 'jupyter' / role}:{hub['config'] / 'jupyter' / 'common'}",
            "NBGRADER_EXCHANGE": str(hub["exchange"])}
     return subprocess.run(["runuser", "-u", user, "--", "env", *[f"{k}={v}" for k, v in env.items()], *argv],
                           cwd=cwd or f"/home/{user}", capture_output=True, text=True)

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-
+from accounts import as_user, make_user, remove_user, user_python
 from corpus import LNKIT_COURSE
 
-from accounts import as_user, make_user, remove_user, user_python
 from nbgrader_sandbox import sandbox
 from nbgrader_sandbox.checker import run_job
 from nbgrader_sandbox.settings import GradingSandbox

@@ -13,12 +13,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-
 from accounts import as_user, make_user, remove_user, user_python
 
 pytestmark = pytest.mark.slow
@@ -33,9 +31,9 @@ c = get_config()
 configure(c)  # no course module: the test cells are plain asserts
 c.CourseDirectory.course_id = "squares101"
 c.GradingSandbox.default_packages = ["numpy"]
-c.CheckOutsideKernel.call_seconds = 2.0
+c.GradingSandbox.call_seconds = 2.0
 c.Execute.timeout = 8
-c.SafeExecute.notebook_wall_seconds = 60.0
+c.GradingSandbox.notebook_wall_seconds = 60.0
 """
 
 SOLUTION = {
