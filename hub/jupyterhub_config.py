@@ -10,7 +10,7 @@ Every user's nbgrader reads hub/jupyter/common/nbgrader_config.py (course id, ex
 also reads hub/jupyter/instructor/nbgrader_config.py, which finds the course folder and loads its nbgrader_config.py
 (the grading settings), so the formgrader grades exactly as the command line does.
 
-Each setting below can be changed through an environment variable of the hub (tests/test_hub_journey.py sets them
+Each setting below can be changed through an environment variable of the hub (tests/system/test_hub_journey.py sets them
 all to a throw-away folder); the defaults suit a course hub:
 
     LNKIT_HUB_STATE        /srv/jupyterhub               the hub's database, cookie secret, proxy pid

@@ -1,8 +1,8 @@
 """Students' answers for the graded exercises: one correct answer per function, and a corpus of wrong ones.
 
-Shared by tests/test_checks.py (each check must pass the correct answer and fail every wrong one with its specific
-message) and tests/test_grading.py (the same answers, put into real notebooks with `write_submission` and graded
-with nbgrader).
+Shared by tests/unit/lnkit/test_checks.py (each check must pass the correct answer and fail every wrong one with its
+specific message) and tests/system/test_grading.py (the same answers, put into real notebooks with `write_submission`
+and graded with nbgrader).
 
 Each answer is source code, as a student would type it into a notebook's solution cell.
 """

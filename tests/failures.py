@@ -5,7 +5,7 @@ released notebook. `layer_norm_stats` is always answered correctly (the honest 4
 otherwise; `layer_norm` carries the trick. Each case gives the exact score it must get, words its feedback must show,
 and the words its integrity-report flags must contain (none: it must not be flagged at all).
 
-Used by tests/test_failures.py, which grades them all with the real nbgrader workflow and the parallel command.
+Used by tests/system/test_failures.py, which grades them all with the real nbgrader workflow and the parallel command.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _ln(body: str, head: str = "import numpy as np\n") -> str:
         "    " + line for line in body.strip().splitlines()) + "\n"
 
 
-# An environment variable of the grader's that must never reach student code (tests/test_failures.py sets it).
+# An environment variable of the grader's that must never reach student code (tests/system/test_failures.py sets it).
 GRADER_TOKEN = "lnkit-grader-token-7f3a"
 
 # A daemon, double-forked into its own session, that tries to kill every other process it can see for a minute
@@ -449,7 +449,7 @@ def build(course: Path, case: Case) -> None:
     """Write case's submission to course/submitted/<case.id>/01-layernorm/, from the release."""
     folder = course / "submitted" / case.id / ASSIGNMENT
     folder.mkdir(parents=True)
-    if case.edit == "table-of-classmate":  # "perfect" submits CORRECT (see tests/test_failures.py)
+    if case.edit == "table-of-classmate":  # "perfect" submits CORRECT (see tests/system/test_failures.py)
         case.layer_norm = table_of_another_grading(course, "perfect", CORRECT)
     elif case.edit == "table-of-earlier-submission":
         case.layer_norm = table_of_another_grading(course, case.id, {**CORRECT, "layer_norm": RECORDER})

@@ -1,7 +1,7 @@
 """Answers to exercise 01-layernorm for the similarity tests: honest ones, written independently, and planted copies.
 
 Each answer maps grade_id -> the source of that solution cell, as a student fills in the released template. The
-honest answers are correct (tests/test_similarity.py runs lnkit's checks on them) and were written to differ as
+honest answers are correct (tests/system/test_similarity.py runs lnkit's checks on them) and were written to differ as
 students' answers do: methods or functions, float32 or float64 work, keepdims or indexing, loops, einsum, a helper.
 ``grace`` writes what chapter 1 teaches, line for line, as a student who read it would. Each planted copy says what
 it was copied from and how it was disguised.

@@ -29,10 +29,10 @@ pair is still compared. Every student string on the page (ids, code) is HTML-esc
 
 In the course this was built for (lnkit), the exercises are short and the book teaches one way to write them, so honest
 answers share idioms (one line such as ``mean = x.mean(axis=-1, keepdims=True)``); a copy shares whole functions. The
-threshold is the instructor's to set, looking at the distribution the page shows; ``tests/test_similarity.py`` measures
-planted copies and honest, independently written answers, and requires on 01-layernorm: copies of classmates at 0.85 or
-more, a paste of lnkit's code flagged at the default threshold, honest pairs at 0.4 or less, honest answers against
-lnkit and the book below the default threshold by 0.1 or more.
+threshold is the instructor's to set, looking at the distribution the page shows; ``tests/system/test_similarity.py``
+measures planted copies and honest, independently written answers, and requires on 01-layernorm: copies of classmates
+at 0.85 or more, a paste of lnkit's code flagged at the default threshold, honest pairs at 0.4 or less, honest answers
+against lnkit and the book below the default threshold by 0.1 or more.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from corpus import CORRECT, write_submission
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ASSIGNMENT = "01-layernorm"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from corpus import CORRECT, write_submission
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # nbgrader runs `alembic` from PATH
 ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 ASSIGNMENT = "01-layernorm"

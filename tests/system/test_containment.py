@@ -32,7 +32,7 @@ from nbgrader_sandbox.preprocessors import SafeExecute
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # three children, each under the limit alone, together over it; the parent waits for them
 FORKED_HOGS = r'''
@@ -272,8 +272,8 @@ def test_as_an_ordinary_user_the_watcher_stops_it_and_nothing_is_left():
         os.chmod(base, 0o755)
         python = user_python(base)
         shutil.copy(Path(__file__).parent / "test_containment.py", home / "test_containment.py")
-        shutil.copy(Path(__file__).parent / "accounts.py", home / "accounts.py")
-        shutil.copy(Path(__file__).parent / "corpus.py", home / "corpus.py")
+        shutil.copy(Path(__file__).parents[1] / "accounts.py", home / "accounts.py")
+        shutil.copy(Path(__file__).parents[1] / "corpus.py", home / "corpus.py")
         out = as_user(name, str(python), "-c", USER_SCRIPT, str(home),
                       env={"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(home)}, cwd=home)
         seen = json.loads(out.stdout.strip().splitlines()[-1])

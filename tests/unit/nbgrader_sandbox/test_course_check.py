@@ -15,7 +15,7 @@ import pytest
 
 from nbgrader_sandbox.course_check import check_course, fix, main, report, warn_if_exposed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from failures import ASSIGNMENT, GRADER_TOKEN, build, cases
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ATTACKERS = ["reads-hidden-tests", "private-reference", "notebook-is-a-fifo", "symlinks-in-submission"]
 INSTRUCTOR = "lnkit-instructor"

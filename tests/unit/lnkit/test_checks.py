@@ -254,7 +254,7 @@ def test_layer_norm_via_rms_is_graded_apart_from_the_students_rms_norm():
 
 # --- what a student is shown ----------------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _message(wrong) -> checks.CheckFailed:

@@ -25,7 +25,7 @@ from nbgrader_sandbox import sandbox
 from nbgrader_sandbox.checker import run_job
 from nbgrader_sandbox.settings import GradingSandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = r'''
 import json, os, socket, sys

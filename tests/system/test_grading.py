@@ -32,7 +32,7 @@ from corpus import CHECKS, WRONG, write_submission
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # nbgrader runs `alembic` from PATH: the venv's bin/ must come first
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / f"{p.name}.ipynb").exists())
 COURSE = "layernorm"

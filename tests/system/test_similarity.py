@@ -26,7 +26,7 @@ pytest.importorskip("copydetect", reason="copydetect comes with lnkit[grading]")
 
 from nbgrader_sandbox import similarity  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "01-layernorm"
 
 

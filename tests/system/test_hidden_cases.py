@@ -31,7 +31,7 @@ from lnkit.checks import _engine
 from nbgrader_sandbox import proxy, wire
 from nbgrader_sandbox.intake import course_secret, hidden_cases_key, submission_digest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ASSIGNMENT = "01-layernorm"
 SECRET = bytes(range(32))

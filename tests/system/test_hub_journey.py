@@ -16,7 +16,7 @@ _build/hub-journey/ (or $LNKIT_HUB_SHOTS).
 
 It needs root (it creates users) and is marked slow. Run it alone with
 
-    sudo env PATH=$PWD/.venv/bin:$PATH python -m pytest -q tests/test_hub_journey.py -s
+    sudo env PATH=$PWD/.venv/bin:$PATH python -m pytest -q tests/system/test_hub_journey.py -s
 
 (-s prints each step and its time.) Set LNKIT_HUB_KEEP=1 to keep the users, the hub's folder and its log.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from accounts import readable, user_python  # noqa: E402
 from corpus import CORRECT  # noqa: E402
@@ -59,7 +59,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="the JupyterHub journey creates Linux users: run it as root "
                                                   "(sudo env PATH=$PWD/.venv/bin:$PATH python -m pytest "
-                                                  "tests/test_hub_journey.py)"),
+                                                  "tests/system/test_hub_journey.py)"),
 ]
 
 # --- answers -----------------------------------------------------------------------------------------------------

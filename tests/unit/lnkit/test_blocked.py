@@ -1,7 +1,7 @@
 """The fast NumPy path, lnkit.blocked: row blocks and threads change the speed, never the result.
 
-tests/test_norms.py checks the values against torch; these tests check the machinery that makes them fast: blocks
-whose row count does not divide the input, a single row, float16 and integer inputs going through float32/float64
+tests/unit/lnkit/test_norms.py checks the values against torch; these tests check the machinery that makes them fast:
+blocks whose row count does not divide the input, a single row, float16 and integer inputs going through float32/float64
 blocks, threads on and off, a process forked after the thread pool started, and the plain formulas of lnkit.norms
 giving the same bits as the blocks.
 """

@@ -18,7 +18,7 @@ import pytest
 
 from nbgrader_sandbox import intake, integrity
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: corpus.py, accounts.py
 BIN = Path(sys.executable).parent  # nbgrader runs `alembic` from PATH: the venv's bin/ first
 ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 NOTEBOOK = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
@@ -151,7 +151,7 @@ def _course_with_an_uncheckable_submission(place) -> Path:
     """A course with three correct submissions; the middle one ("deep") holds a link intake cannot move aside."""
     from corpus import CORRECT, write_submission
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     course = place / "course"
     shutil.copytree(root / "solutions" / "01-layernorm", course / "solutions" / "01-layernorm")
     shutil.copy(root / "nbgrader_config.py", course)
