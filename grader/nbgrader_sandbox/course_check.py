@@ -32,7 +32,6 @@ from pathlib import Path
 def secrets(root: str | os.PathLike) -> dict[str, str]:
     """What must stay private, relative to the course root: nbgrader's folders and gradebook where the course's
     nbgrader_config.py puts them (nbgrader's defaults without one), the course's secret, the grades, the history."""
-    from .intake import SECRET_FILE
     from .layout import CourseLayout, for_course
 
     root = os.path.abspath(root)
@@ -44,7 +43,7 @@ def secrets(root: str | os.PathLike) -> dict[str, str]:
              layout.autograded: "the graded submissions",
              layout.feedback: "every student's feedback",
              "grades.csv": "the exported grades",
-             os.path.relpath(os.path.join(os.path.dirname(gradebook), SECRET_FILE), layout.root):
+             os.path.relpath(layout.secret, layout.root):
                  "the course's secret, from which every hidden case is drawn",
              ".git": "the repository's history, solutions included"}
     return {name: what for name, what in found.items() if not name.startswith("..")}

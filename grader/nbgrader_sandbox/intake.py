@@ -31,6 +31,8 @@ import stat
 import tempfile
 import time
 
+from .layout import SECRET_FILE
+
 MAX_FILES = 200
 MAX_FILE_BYTES = 64 * 1024**2
 MAX_TOTAL_BYTES = 256 * 1024**2
@@ -269,14 +271,12 @@ def post_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
     graded = layout.folder("autograded")
     gradebook = layout.gradebook or os.path.join(root, "gradebook.db")
     give_back(root, folders=[graded, os.path.join(graded, student_id), gradebook, gradebook + "-journal",
-                             os.path.join(os.path.dirname(gradebook), SECRET_FILE)],
+                             layout.secret],
               trees=[os.path.join(graded, student_id, assignment_id),
                      os.path.join(student_dir, REFUSED_PREFIX + assignment_id)])
 
 
 # --- the course's secret --------------------------------------------------------------------------------------------
-
-SECRET_FILE = ".grading-secret"
 
 
 def course_secret(db_url: str) -> bytes:

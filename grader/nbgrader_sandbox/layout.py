@@ -11,6 +11,9 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 
+# The course's secret (see intake.course_secret): a file beside the gradebook, readable by its owner only.
+SECRET_FILE = ".grading-secret"
+
 
 @dataclass(frozen=True)
 class CourseLayout:
@@ -31,6 +34,11 @@ class CourseLayout:
         if assignment:
             parts.append(assignment)
         return os.path.join(*parts)
+
+    @property
+    def secret(self) -> str:
+        """The course's secret, beside the gradebook."""
+        return os.path.join(os.path.dirname(self.gradebook or os.path.join(self.root, "gradebook.db")), SECRET_FILE)
 
     def notebook(self, step: str, student: str, assignment: str, name: str) -> str:
         return os.path.join(self.folder(step, student, assignment), f"{name}.ipynb")

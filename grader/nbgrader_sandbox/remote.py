@@ -17,8 +17,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import sandbox, settings, wire
+from . import sandbox, wire
 from .course import Course
+from .limits import CALL_SECONDS, CPU_SECONDS, MEMORY_BYTES, START_SECONDS, UID_BASE
 from .proxy import (
     CallTimeout,
     MemoryLimit,
@@ -36,15 +37,15 @@ class Limits:
     """What one student's server may use, and where it runs. Time limits are CPU seconds: a busy machine slows a call
     down without changing its verdict; wall-clock time is only a backstop (``wall_factor`` times the CPU limit)."""
 
-    call_seconds: float = settings.CALL_SECONDS  # CPU seconds per call of a student function
-    start_seconds: float = settings.START_SECONDS  # CPU seconds to run the notebook's code before the first call
-    memory_bytes: int = settings.MEMORY_BYTES  # all the sandbox's processes together
-    cpu_seconds: int = settings.CPU_SECONDS  # per process (RLIMIT_CPU), a backstop behind the per-call limit
+    call_seconds: float = CALL_SECONDS  # CPU seconds per call of a student function
+    start_seconds: float = START_SECONDS  # CPU seconds to run the notebook's code before the first call
+    memory_bytes: int = MEMORY_BYTES  # all the sandbox's processes together
+    cpu_seconds: int = CPU_SECONDS  # per process (RLIMIT_CPU), a backstop behind the per-call limit
     wall_factor: float = 10.0
     packages: tuple = ("numpy",)  # what the student's code may import here (the assignment's declaration)
     key: str = "student"  # who this is ("student/assignment"): picks the sandbox's uid as root
     files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
-    uid_base: int = settings.UID_BASE
+    uid_base: int = UID_BASE
     allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox
     cell_seconds: float | None = None  # c.Execute.timeout: CPU seconds of the student code one test cell runs
 

@@ -37,7 +37,8 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 
-from . import settings, supervisor
+from . import supervisor
+from .limits import CPU_SECONDS, MEMORY_BYTES, SERVER_PROCESSES, UID_BASE
 
 SITE = "/sandbox/site"  # where granted packages appear inside
 HOME = "/home/student"  # the working folder inside: the student's files, read-only, and room to write
@@ -52,10 +53,10 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubble
 class Limits:
     """What one sandbox may use. CPU time, never wall-clock time, decides a grade (the machine may be busy)."""
 
-    memory_bytes: int = settings.MEMORY_BYTES  # all its processes together (see Containment); each one's address space
-    cpu_seconds: int = settings.CPU_SECONDS  # per process in the sandbox: a backstop behind the checker's limits
+    memory_bytes: int = MEMORY_BYTES  # all its processes together (see Containment); each one's address space
+    cpu_seconds: int = CPU_SECONDS  # per process in the sandbox: a backstop behind the checker's limits
     # processes and threads together, bubblewrap's two included (the kernel's: GradingSandbox.processes)
-    processes: int = settings.SERVER_PROCESSES
+    processes: int = SERVER_PROCESSES
     file_bytes: int = 64 * 1024**2  # largest file it may write
     open_files: int = 256
     tmp_bytes: int = 64 * 1024**2  # each of /tmp and the working folder (in memory)
@@ -371,7 +372,7 @@ class Sandbox:
     read_only: tuple[tuple[str, str], ...] = ()  # (host path, path inside), e.g. the student server's code
     shared_dirs: tuple[str, ...] = ()  # host folders bound read-write at the same path (the kernel's sockets)
     env: dict = field(default_factory=dict)
-    uid_base: int = settings.UID_BASE
+    uid_base: int = UID_BASE
     containment: Containment | None = None  # None: the strongest this machine allows (containment())
 
     @property
