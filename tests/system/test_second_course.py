@@ -30,7 +30,7 @@ from nbgrader_sandbox.config import configure
 c = get_config()
 configure(c)  # no course module: the test cells are plain asserts
 c.CourseDirectory.course_id = "squares101"
-c.GradingSandbox.default_packages = ["numpy"]
+c.GradingSandbox.default_packages = []  # plain Python: the notebook imports nothing
 c.GradingSandbox.call_seconds = 2.0
 c.Execute.timeout = 8
 c.GradingSandbox.notebook_wall_seconds = 60.0
