@@ -29,6 +29,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from corpus import LNKIT_COURSE
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
@@ -247,9 +248,9 @@ CELLS = {
 }
 
 
-def _grade(cells: list[str], tests: dict, **limits) -> dict:
+def _grade(cells: list[str], tests: dict, course: str = "", **limits) -> dict:
     out = run_job({"cells": cells, "tests": [{"grade_id": k, "source": v} for k, v in tests.items()],
-                   "limits": {"call_seconds": 5, "start_seconds": 20, **limits}})
+                   "course": course, "limits": {"call_seconds": 5, "start_seconds": 20, **limits}})
     return {v["grade_id"]: v for v in out["verdicts"]}
 
 
@@ -368,7 +369,7 @@ def test_names_bound_to_modules_reach_only_what_the_sandbox_has():
     cells = ["import lnkit\nimport numpy as np\nimport __hello__ as hello\nimport antigravity as sky\nnp2 = lnkit\n"]
     tests = {"lnkit": "lnkit.layer_norm", "alias": "np2.layer_norm", "private": "hello.main()", "side-effect": "sky.x",
              "granted": "assert np.add(1, 1) == 2"}
-    got = _grade(cells, tests)
+    got = _grade(cells, tests, course=LNKIT_COURSE)  # lnkit's course: lnkit is its reference, refused in the sandbox
     assert got["granted"]["passed"]
     for name in ("lnkit", "alias", "private", "side-effect"):
         assert not got[name]["passed"] and "which grading does not load" in got[name]["evalue"], got[name]
