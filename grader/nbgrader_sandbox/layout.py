@@ -1,4 +1,4 @@
-"""Where a course keeps what: nbgrader's own CourseDirectory settings, read once, for every path the grader joins.
+"""Where a course keeps what: nbgrader's CourseDirectory settings, read once, for every path the grader joins.
 
 nbgrader's defaults are ``source/``, ``release/``, ``submitted/``, ``autograded/``, ``feedback/`` and ``gradebook.db``
 in the course root; a course may rename any of them in its ``nbgrader_config.py`` (lnkit's releases to
@@ -52,19 +52,23 @@ def _sqlite_path(db_url: str, root: str) -> str:
     return path if os.path.isabs(path) else os.path.join(root, path)
 
 
+# nbgrader 0.9.6's CourseDirectory defaults (tests/unit/nbgrader_sandbox/test_layout.py compares every layout read here
+# with nbgrader's own CourseDirectory): read without importing nbgrader, whose import takes three seconds.
+_DEFAULTS = {"source_directory": "source", "release_directory": "release", "submitted_directory": "submitted",
+             "autograded_directory": "autograded", "feedback_directory": "feedback"}
+
+
 def for_course(course_root: str) -> CourseLayout:
-    """The layout the course's ``nbgrader_config.py`` sets (nbgrader's CourseDirectory, as nbgrader reads it)."""
-    from nbgrader.coursedir import CourseDirectory
+    """The layout the course's ``nbgrader_config.py`` sets, as nbgrader's CourseDirectory reads it."""
     from traitlets.config.loader import PyFileConfigLoader
 
     course_root = os.path.abspath(course_root)
     if not os.path.exists(os.path.join(course_root, "nbgrader_config.py")):
         raise ValueError(f"course: {course_root} has no nbgrader_config.py; run this from the course directory")
-    config = PyFileConfigLoader("nbgrader_config.py", path=course_root).load_config()
-    cd = CourseDirectory(config=config)
-    if "root" not in config.CourseDirectory:
-        cd.root = course_root
-    root = os.path.abspath(cd.root)
-    return CourseLayout(root=root, source=cd.source_directory, release=cd.release_directory,
-                        submitted=cd.submitted_directory, autograded=cd.autograded_directory,
-                        feedback=cd.feedback_directory, gradebook=_sqlite_path(cd.db_url, root))
+    cd = PyFileConfigLoader("nbgrader_config.py", path=course_root).load_config().CourseDirectory
+    root = os.path.abspath(cd.get("root", course_root))
+    db_url = cd.get("db_url") or "sqlite:///" + os.path.join(root, "gradebook.db")
+    folders = {key: cd.get(key, default) for key, default in _DEFAULTS.items()}
+    return CourseLayout(root=root, source=folders["source_directory"], release=folders["release_directory"],
+                        submitted=folders["submitted_directory"], autograded=folders["autograded_directory"],
+                        feedback=folders["feedback_directory"], gradebook=_sqlite_path(db_url, root))
