@@ -48,9 +48,8 @@ def _write(folder: str, name: str, value) -> None:
 def _sweep(parent: str) -> None:
     """Remove the cgroups of supervisors that were killed before they could (a cgroup still in use refuses)."""
     for name in os.listdir(parent):
-        parts = name.split("-")
-        if (name.startswith(PREFIX) and len(parts) == 3 and parts[1].isdigit()
-                and not os.path.exists(f"/proc/{parts[1]}")):
+        pid = name[len(PREFIX):].split("-")[0] if name.startswith(PREFIX) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             try:
                 os.rmdir(os.path.join(parent, name))
             except OSError:
