@@ -71,7 +71,7 @@ class IsolatedKernelManager(AsyncKernelManager):
         packages = tuple(dict.fromkeys([*settings.kernel_packages, *settings.course_spec().kernel_packages,
                                          *settings.packages_for(assignment)]))
         self._box = sandbox.Sandbox(
-            key=f"{student}/{assignment}", packages=packages, files=tuple(files), uid_base=settings.uid_base,
+            key=sandbox.submission_key(folder), packages=packages, files=tuple(files), uid_base=settings.uid_base,
             limits=sandbox.Limits(memory_bytes=settings.memory_bytes, cpu_seconds=settings.cpu_seconds,
                                   processes=settings.processes),
             env={"IPYTHONDIR": "/tmp/.ipython", "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter-runtime",

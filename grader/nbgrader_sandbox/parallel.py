@@ -329,7 +329,8 @@ def report(plan: Plan, graded: Graded, grades_csv: str | None = None, feedback: 
         from .course_check import report as exposure_report
 
         extra.append(exposure_report(plan.course, plan.exposed).replace("\n", " "))
-    uids = {sandbox.sandbox_uid(f"{student}/{assignment}", plan.uid_base) for student in students}
+    uids = {sandbox.sandbox_uid(sandbox.submission_key(layout.folder("autograded", student, assignment)), plan.uid_base)
+            for student in students}
     extra += [f"left running after grading, and killed: {p}" for p in leftover_processes(uids)]
     extra.append("student code ran in a bubblewrap sandbox per student: " + (
         "as root, each with a uid of its own" if os.geteuid() == 0 else "in a user namespace of the grader's user")

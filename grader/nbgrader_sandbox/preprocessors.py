@@ -353,7 +353,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                       for i in tests],
             "limits": {"call_seconds": settings.call_seconds, "start_seconds": settings.start_seconds,
                        "memory_bytes": settings.memory_bytes, "cpu_seconds": settings.cpu_seconds,
-                       "packages": list(settings.packages_for(assignment)), "key": f"{student}/{assignment}",
+                       "packages": list(settings.packages_for(assignment)), "key": sandbox.submission_key(folder),
                        "files": files, "uid_base": settings.uid_base,
                        "allow_unsandboxed": settings.allow_unsandboxed, "cell_seconds": timeout},
             "hidden_key": hidden_key.hex(),

@@ -43,7 +43,7 @@ class Limits:
     cpu_seconds: int = CPU_SECONDS  # per process (RLIMIT_CPU), a backstop behind the per-call limit
     wall_factor: float = 10.0
     packages: tuple = ("numpy",)  # what the student's code may import here (the assignment's declaration)
-    key: str = "student"  # who this is ("student/assignment"): picks the sandbox's uid as root
+    key: str = "student"  # whose sandbox (sandbox.submission_key of the submission): picks its uid as root
     files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
     uid_base: int = UID_BASE
     allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox

@@ -10,8 +10,9 @@ Flatpak's sandbox). Inside there is:
   folder, no home folders, no gradebook, no other student, no host ``/dev/shm``, no lnkit unless granted;
 - its own PID, network, IPC and UTS namespaces: when the sandbox ends every process in it ends (a double-forked
   daemon included), it cannot see or signal any other process, and it has no network (not even loopback to the host);
-- its own identity: as root, a uid of its own from a reserved range (``uid_base`` + a hash of the student), reached
-  by ``setpriv`` with every capability dropped; not as root, a user namespace of the instructor's unprivileged user;
+- its own identity: as root, a uid of its own from a reserved range (``uid_base`` + a hash of the submission's
+  folder), reached by ``setpriv`` with every capability dropped; not as root, a user namespace of the instructor's
+  unprivileged user;
 - limits for all its processes together (memory, processes and threads), from outside it (:class:`Containment`: a
   cgroup of its own, else a watcher), and for each process alone as a backstop: address space, CPU seconds,
   processes, file size, open files (``prlimit``); and an environment holding nothing of the grader's.
@@ -337,6 +338,14 @@ def _hidden_site_dirs(prefix: str) -> list[str]:
 # --- the sandbox ----------------------------------------------------------------------------------------------------
 
 
+def submission_key(folder: str) -> str:
+    """The key of the sandboxes that grade the submission in ``folder`` (nbgrader's
+    ``autograded/<student>/<assignment>``): its real path. As root it picks the sandbox's uid, so one student's uid
+    differs between two course folders: two courses (or two sections, or two copies of one) graded at once on one
+    machine never share a uid, and the leftover processes a run kills by uid are its own."""
+    return os.path.realpath(folder)
+
+
 def sandbox_uid(key: str, base: int) -> int:
     """A uid of the reserved range for this student: distinct students get distinct uids (but for rare collisions,
     which only make two sandboxes share a uid; each still sees nothing of the other)."""
@@ -365,7 +374,7 @@ def _count_tasks(uid: int) -> int:
 class Sandbox:
     """One student's sandbox. ``argv(cmd)`` is the command line that runs cmd inside it."""
 
-    key: str  # who: "student/assignment"; as root it picks the uid
+    key: str  # whose sandbox: submission_key() when grading; as root it picks the uid
     packages: tuple[str, ...] = ("numpy",)
     limits: Limits = field(default_factory=Limits)
     files: tuple[tuple[str, str], ...] = ()  # (host file, path relative to the working folder), bound read-only

@@ -105,9 +105,10 @@ def test_the_victims_files_and_the_gradebook_are_untouched(graded):
 def test_nothing_of_the_attackers_outlives_grading(graded):
     assert "left running after grading" not in graded["report"]
     if os.geteuid() == 0:  # each attacker's sandbox ran as a uid of its own: none of its processes is left
-        from nbgrader_sandbox.sandbox import sandbox_uid
+        from nbgrader_sandbox.sandbox import sandbox_uid, submission_key
 
-        uids = {str(sandbox_uid(f"{s}/{ASSIGNMENT}", 2_100_000_000)) for s in ("a-attacker", "z-attacker")}
+        uids = {str(sandbox_uid(submission_key(graded["course"] / "autograded" / s / ASSIGNMENT), 2_100_000_000))
+                for s in ("a-attacker", "z-attacker")}
         ps = subprocess.run(["ps", "-eo", "uid,args"], capture_output=True, text=True).stdout.splitlines()
         assert [line for line in ps if line.split()[0] in uids] == []
 

@@ -233,9 +233,10 @@ def test_nothing_is_left_behind_on_the_machine(graded):
         assert not os.path.exists(where), where
     assert "left running after grading" not in graded["report"]
     if os.geteuid() == 0:  # no kernel's sockets folder stays behind, not even a dead kernel's (os-exit)
-        from nbgrader_sandbox.sandbox import sandbox_uid
+        from nbgrader_sandbox.sandbox import sandbox_uid, submission_key
 
-        uids = {sandbox_uid(f"{s}/{ASSIGNMENT}", 2_100_000_000) for s in graded["students"]}
+        uids = {sandbox_uid(submission_key(graded["course"] / "autograded" / s / ASSIGNMENT), 2_100_000_000)
+                for s in graded["students"]}
         tmp = tempfile.gettempdir()
         left = [d for d in os.listdir(tmp) if d.startswith("sandbox-kernel-") and os.stat(os.path.join(tmp, d)).st_uid
                 in uids]

@@ -163,8 +163,9 @@ def test_nbgrader_grades_each_submission_with_its_own_key_and_never_passes_the_s
 
     ann, bob, ann_again = grade("ann", "bob", "ann")
     secret = course_secret(f"sqlite:///{course / 'gradebook.db'}")
-    for job in (ann, bob):
-        who = job["limits"]["key"].split("/")[0]
+    for job, who in ((ann, "ann"), (bob, "bob")):
+        # the sandbox's key is the submission's autograded folder (its uid as root)
+        assert job["limits"]["key"] == os.path.realpath(course / "autograded" / who / ASSIGNMENT)
         assert "secret" not in job and secret.hex() not in json.dumps(job)
         assert bytes.fromhex(job["hidden_key"]) == key_of(course / "submitted" / who / ASSIGNMENT, who, secret)
     assert ann["hidden_key"] != bob["hidden_key"] and ann_again["hidden_key"] == ann["hidden_key"]
