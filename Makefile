@@ -69,8 +69,11 @@ $(HUB_PROXY):
 	  else echo "JupyterHub's proxy needs npm: sudo apt-get install -y npm" >&2; exit 1; fi; }
 	npm install --prefix $(VENV)/hub-proxy --no-fund --no-audit --loglevel=error configurable-http-proxy
 
+# Two pytest-xdist workers, each running whole files (their module fixtures set up once), the longest files first
+# (tests/conftest.py): the long system tests overlap instead of queueing. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev system hub-proxy
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The fast tier, for every change: ruff, then the unit tests (tests/unit: no root, no sandbox, no browser, no book).
 check: $(VENV)/.installed-dev

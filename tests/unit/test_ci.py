@@ -210,3 +210,20 @@ def test_the_fast_tier_runs_on_every_python_the_packages_support():
     assert any(re.fullmatch(r"\s*make check\s*", step.get("run", "")) for step in job["steps"])
     for dist in ("lnkit", "nbgrader-sandbox"):
         assert md.metadata(dist)["Requires-Python"] == ">=3.10", dist
+
+
+# --- make test: two workers, the longest files first ------------------------------------------------------------------
+
+def test_make_test_runs_whole_files_on_workers_in_the_conftests_order():
+    (line,) = [line for line in make_lines("test") if " -m pytest" in line]
+    assert "-n 2" in line and "--dist loadfile" in line and "--no-loadscope-reorder" in line
+    assert "pytest-xdist" in (ROOT / "pyproject.toml").read_text()
+
+
+def test_every_file_named_slowest_first_exists():
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from conftest import SLOWEST_FIRST
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    assert SLOWEST_FIRST and all((ROOT / "tests" / "system" / name).is_file() for name in SLOWEST_FIRST)
