@@ -270,7 +270,7 @@ def _distribution(key: str) -> md.Distribution | None:
 
 @functools.cache
 def _top_names(dist: md.Distribution) -> frozenset[str]:
-    """The first part of every path a distribution installs (``.py`` cut): the import names it provides, among others."""
+    """The first part of every path a distribution installs (``.py`` cut): the import names it provides, and more."""
     record = dist.read_text("RECORD")
     if record is None:  # an egg-info install: its own file list
         return frozenset(f.parts[0].removesuffix(".py") for f in dist.files or [] if f.parts)
