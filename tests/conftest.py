@@ -1,8 +1,8 @@
 """What every test module shares: the order the files run in, and one Chromium per test process.
 
-`make test` runs the files on two pytest-xdist workers (`-n 2 --dist loadfile --no-loadscope-reorder`): each file
-whole on one worker, in the order collected here, the longest first, so that the two workers end together (longest
-processing time first). The order changes no result: each file sets up all it uses.
+`make test` runs the files on pytest-xdist workers (`-n 3 --dist loadfile --no-loadscope-reorder`): each file whole
+on one worker, in the order collected here, the longest first, so that the workers end together (longest processing
+time first). The order changes no result: each file sets up all it uses.
 
 Playwright's sync API cannot start twice in one process while a first one is alive (it runs an event loop of its
 own), so the book's pages, the student's JupyterLab and the JupyterHub journey all use the one browser of their

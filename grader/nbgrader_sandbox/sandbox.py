@@ -269,13 +269,18 @@ def _distribution(key: str) -> md.Distribution | None:
 
 
 @functools.cache
-def _top_names(dist: md.Distribution) -> frozenset[str]:
-    """The first part of every path a distribution installs (``.py`` cut): the import names it provides, and more."""
+def _first_parts(dist: md.Distribution) -> frozenset[str]:
+    """The first part of every path a distribution installs, relative to its site folder."""
     record = dist.read_text("RECORD")
     if record is None:  # an egg-info install: its own file list
-        return frozenset(f.parts[0].removesuffix(".py") for f in dist.files or [] if f.parts)
-    return frozenset(row[0].split("/", 1)[0].removesuffix(".py") for row in csv.reader(record.splitlines())
-                     if row and row[0])
+        return frozenset(f.parts[0] for f in dist.files or [] if f.parts)
+    return frozenset(row[0].split("/", 1)[0] for row in csv.reader(record.splitlines()) if row and row[0])
+
+
+@functools.cache
+def _top_names(dist: md.Distribution) -> frozenset[str]:
+    """The import names a distribution provides (and more): its paths' first parts, ``.py`` cut."""
+    return frozenset(part.removesuffix(".py") for part in _first_parts(dist))
 
 
 def _distribution_names(import_name: str) -> list[str]:
@@ -299,14 +304,8 @@ def _requirements(dist: md.Distribution) -> list[str]:
 def _top_level_paths(dist: md.Distribution) -> list[str]:
     """The entries of a site folder that belong to dist: its packages, modules, bundled libraries, metadata."""
     root = str(dist.locate_file(""))
-    tops = set()
-    for f in dist.files or []:
-        parts = f.parts
-        if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith(".pth"):
-            continue
-        if parts[0].startswith("__editable__"):
-            continue
-        tops.add(parts[0])
+    tops = {part for part in _first_parts(dist) if part not in ("..", "__pycache__")
+            and not part.endswith(".pth") and not part.startswith("__editable__")}
     return [os.path.join(root, t) for t in sorted(tops) if os.path.exists(os.path.join(root, t))]
 
 
