@@ -69,9 +69,10 @@ $(HUB_PROXY):
 	  else echo "JupyterHub's proxy needs npm: sudo apt-get install -y npm" >&2; exit 1; fi; }
 	npm install --prefix $(VENV)/hub-proxy --no-fund --no-audit --loglevel=error configurable-http-proxy
 
-# Three pytest-xdist workers, each running whole files (their module fixtures set up once), the longest files first
+# pytest-xdist workers, each running whole files (their module fixtures set up once), the longest files first
 # (tests/conftest.py): the long system tests overlap instead of queueing, and one worker's waits (servers, browsers,
-# kernels starting) are the others' CPU time; on 2 cores, 3 workers took 1x.x min against 16.9 with 2.
+# kernels starting) are the others' CPU time. On 2 quiet cores (fresh clones, one run each) 3 workers took 16.2 min
+# and 2 took 16.9, about the same: the CPU is the limit; on a busy machine a third worker is a larger share of it.
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-dev system hub-proxy
