@@ -29,7 +29,6 @@ import hashlib
 import importlib.metadata as md
 import importlib.util
 import os
-import re
 import shutil
 import signal
 import stat
@@ -249,10 +248,6 @@ def _site_dirs() -> list[str]:
     return sorted(p for p in found if os.path.isdir(p))
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 # Each checker is a process of its own per notebook, and starts by finding the granted packages' files: these read
 # only what they must (a distribution found by its folder's name; each one's RECORD as CSV). Reading every
 # distribution's METADATA, and making a path object of each of the environment's tens of thousands of files through
@@ -285,7 +280,9 @@ def _top_names(dist: md.Distribution) -> frozenset[str]:
 
 def _distribution_names(import_name: str) -> list[str]:
     """The distributions of the site folders that install import_name."""
-    return list(dict.fromkeys(_key(dist.metadata["Name"] or "") for dist in _all_distributions()
+    from packaging.utils import canonicalize_name
+
+    return list(dict.fromkeys(canonicalize_name(dist.metadata["Name"] or "") for dist in _all_distributions()
                               if import_name in _top_names(dist)))
 
 
@@ -316,6 +313,8 @@ def package_binds(import_names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     An import name that no installed distribution provides, but that is importable (an editable install such as
     lnkit in a clone), is bound from where it is found.
     """
+    from packaging.utils import canonicalize_name
+
     binds: dict[str, str] = {}
     seen: set[str] = set()
     todo: list[str] = []
@@ -329,7 +328,7 @@ def package_binds(import_names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         todo.extend(dists)
     while todo:
         dname = todo.pop()
-        key = _key(dname)
+        key = canonicalize_name(dname)
         if key in seen:
             continue
         seen.add(key)
@@ -357,9 +356,10 @@ def _hidden_site_dirs(prefix: str) -> list[str]:
 
 def submission_key(folder: str) -> str:
     """The key of the sandboxes that grade the submission in ``folder`` (nbgrader's
-    ``autograded/<student>/<assignment>``): its real path. As root it picks the sandbox's uid, so one student's uid
-    differs between two course folders: two courses (or two sections, or two copies of one) graded at once on one
-    machine never share a uid, and the leftover processes a run kills by uid are its own."""
+    ``autograded/<student>/<assignment>``): its real path. As root it picks the sandbox's uid, so one student has a uid
+    per course folder: two courses (or two sections, or two copies of one) graded at once on one machine give their
+    students different uids (but for the rare collisions of :func:`sandbox_uid`), and the leftover processes a run
+    kills by uid are, with the same exception, its own."""
     return os.path.realpath(folder)
 
 

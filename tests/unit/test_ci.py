@@ -212,7 +212,7 @@ def test_the_fast_tier_runs_on_every_python_the_packages_support():
         assert md.metadata(dist)["Requires-Python"] == ">=3.10", dist
 
 
-# --- make test: two workers, the longest files first ------------------------------------------------------------------
+# --- make test: workers, the longest files first ---------------------------------------------------------------------
 
 def test_make_test_runs_whole_files_on_workers_in_the_conftests_order():
     (line,) = [line for line in make_lines("test") if " -m pytest" in line]
