@@ -20,6 +20,8 @@ from pathlib import Path
 import nbformat
 from corpus import CORRECT
 
+from nbgrader_sandbox import landlock
+
 ASSIGNMENT = "01-layernorm"
 
 # A wrong layer_norm with a message of its own: the unbiased variance.
@@ -160,6 +162,29 @@ def table_of_another_grading(course: Path, student: str, answers: dict) -> str:
                          folder / f"{ASSIGNMENT}.ipynb")
         key = hidden_cases_key(secret, student, ASSIGNMENT, ASSIGNMENT, submission_digest(str(folder)))
     return _table_answer((None, key))
+
+
+def _sockets_folder_case(case_id: str, issue_item: int, guard_flags: list, attack: str) -> Case:
+    """A kernel writing into its sockets' folder (the one host folder bound into its sandbox). Where Landlock exists
+    every write there is refused (the notebook prints the refusal; nothing to flag); where it does not, the guard
+    outside stops the kernel (guard_flags). The outside checks grade either way: 10 points."""
+    code = CORRECT["layer_norm"] + '''
+import os, time
+try:
+    from ipykernel.connect import get_connection_file
+    folder = os.path.dirname(get_connection_file())
+except ImportError:  # not the kernel (the student server, which has no ipykernel): nothing to attack from here
+    folder = None
+if folder:
+    try:
+''' + "".join(f"        {line}\n" for line in attack.strip().splitlines()) + '''\
+    except OSError as e:
+        print("sockets' folder write:", type(e).__name__)
+'''
+    if landlock.abi():
+        return Case(case_id, issue_item, 10, ["check_layer_norm: 15 cases passed",
+                                              "sockets' folder write: PermissionError"], [], layer_norm=code)
+    return Case(case_id, issue_item, 10, ["check_layer_norm: 15 cases passed"], guard_flags, layer_norm=code)
 
 
 def cases(course: Path) -> list[Case]:
@@ -322,18 +347,11 @@ try:
 except OSError as e:
     print("locked/notes.txt:", type(e).__name__)
 '''),
-        Case("fills-the-kernel-sockets-folder", 10, 10, ["check_layer_norm: 15 cases passed"],
-             ["kernel was stopped", "sockets' folder"],
-             layer_norm=CORRECT["layer_norm"] + '''
-import os
-try:  # in the kernel: the one host folder it may write to holds its sockets; fill the host's disk through it
-    from ipykernel.connect import get_connection_file
-    folder = os.path.dirname(get_connection_file())
-    for i in range(64):
-        with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
-            f.write(b"x" * 4 * 1024**2)
-except (ImportError, OSError):
-    pass
+        _sockets_folder_case("fills-the-kernel-sockets-folder", 10, ["kernel was stopped", "sockets' folder"], '''
+# in the kernel: the one host folder bound in holds its sockets; fill the host's disk through it
+for i in range(64):
+    with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
+        f.write(b"x" * 4 * 1024**2)
 '''),
         Case("notebook-is-a-symlink", 10, 0, ["was a symbolic link"], ["01-layernorm.ipynb was refused"],
              not_in_feedback=["BEGIN HIDDEN TESTS", "hidden=True"], edit="notebook-symlink"),
@@ -405,32 +423,34 @@ if _server is not None:
         # ^ issue 18, class 3: hidden cases per student and submission, capped text
         Case("sleeps-in-every-cell", 18, 10, ["check_layer_norm: 15 cases passed", "budget of 60 s"],
              ["budget of 60 s"], extra_cells=[(999, "import time\ntime.sleep(5)")] * 20),
-        Case("fills-a-subfolder-of-the-sockets-folder", 18, 10, ["check_layer_norm: 15 cases passed"],
-             ["kernel was stopped", "sockets' folder"], layer_norm=CORRECT["layer_norm"] + '''
-import os
-try:  # in the kernel: 320 MiB into a subfolder of its sockets' folder (the guard once looked at the top only)
-    from ipykernel.connect import get_connection_file
-    folder = os.path.join(os.path.dirname(get_connection_file()), "deep", "er")
-    os.makedirs(folder)
-    for i in range(80):
-        with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
-            f.write(b"x" * 4 * 1024**2)
-except (ImportError, OSError):
-    pass
+        _sockets_folder_case("fills-a-subfolder-of-the-sockets-folder", 18, ["kernel was stopped", "sockets' folder"],
+                             '''
+# in the kernel: 320 MiB into a subfolder of its sockets' folder (the guard once looked at the top only)
+folder = os.path.join(folder, "deep", "er")
+os.makedirs(folder)
+for i in range(80):
+    with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
+        f.write(b"x" * 4 * 1024**2)
 '''),
-        Case("locks-a-folder-in-the-sockets-folder", 18, 10, ["check_layer_norm: 15 cases passed"],
-             ["folder in its sockets' folder unreadable"], layer_norm=CORRECT["layer_norm"] + '''
-import os, time
-try:  # in the kernel: a folder nobody may enter, left behind in the host's /tmp
-    from ipykernel.connect import get_connection_file
-    folder = os.path.join(os.path.dirname(get_connection_file()), "locked")
-    os.makedirs(os.path.join(folder, "inner"))
-    open(os.path.join(folder, "inner", "f"), "w").write("x")
-    os.chmod(os.path.join(folder, "inner"), 0)
-    os.chmod(folder, 0)
-    time.sleep(2)
-except (ImportError, OSError):
-    pass
+        _sockets_folder_case("locks-a-folder-in-the-sockets-folder", 18, ["folder in its sockets' folder unreadable"],
+                             '''
+# in the kernel: a folder nobody may enter, left behind on the host
+folder = os.path.join(folder, "locked")
+os.makedirs(os.path.join(folder, "inner"))
+open(os.path.join(folder, "inner", "f"), "w").write("x")
+os.chmod(os.path.join(folder, "inner"), 0)
+os.chmod(folder, 0)
+time.sleep(2)
+'''),
+        # 256 MiB of host disk no folder's size shows: files opened in the sockets' folder, unlinked, held open and
+        # written. The guard outside cannot see them; only Landlock refuses them (without it: graded, unflagged)
+        _sockets_folder_case("holds-unlinked-files-in-the-sockets-folder", 19, [], '''
+held = []
+for i in range(64):
+    held.append(open(os.path.join(folder, f"held-{i}"), "wb"))
+    os.unlink(held[-1].name)
+    held[-1].write(b"x" * 4 * 1024**2)
+    held[-1].flush()
 '''),
         # ^ issue 18, class 4: limits per student, the notebook's budget, the sockets folder
         # its exception message draws a section flagging "perfect" in the Markdown report, and a formula in the CSV:

@@ -4,7 +4,9 @@ nbgrader's Execute starts a kernel with ``cwd`` set to ``autograded/<student>/<a
 instead in a bubblewrap sandbox (:mod:`.sandbox`) whose working folder holds read-only copies of that folder's regular
 files, never the notebooks (nbgrader has written the one it executes there with the instructor's hidden tests
 restored). There is no network in the sandbox, so the kernel's five ZeroMQ channels are Unix sockets (jupyter_client's
-``ipc`` transport) in a private folder bound into the sandbox, beside the connection file.
+``ipc`` transport) in a private host folder bound into the sandbox at :data:`SOCKETS` (beside the connection file,
+whose ``ip`` the kernel reads as that inside path while nbgrader connects through the host's). Where Landlock exists
+the kernel can make nothing but sockets there (:mod:`.landlock`); a guard outside watches the folder either way.
 
 The settings every sandbox of the course shares (what an assignment may import, memory, CPU time, the opt-out) are
 :class:`~.settings.GradingSandbox`'s, read from ``nbgrader_config.py``.
@@ -12,6 +14,7 @@ The settings every sandbox of the course shares (what an assignment may import, 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -28,6 +31,8 @@ def submission_of(folder: str) -> tuple[str, str]:
     folder = os.path.normpath(os.path.abspath(folder))
     return os.path.basename(os.path.dirname(folder)), os.path.basename(folder)
 
+
+SOCKETS = "/run/kernel"  # where the sockets' folder appears inside: not beneath /tmp or home, which Landlock opens
 
 _KERNEL_BOOT = ("import runpy\n"
                 "sys.argv = ['ipykernel_launcher', *sys.argv[1:]]\n"
@@ -78,21 +83,29 @@ class IsolatedKernelManager(AsyncKernelManager):
                  "JUPYTER_CONFIG_DIR": "/tmp/.jupyter", "JUPYTER_DATA_DIR": "/tmp/.jupyter-data",
                  "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
         self._ipc_dir = sandbox.private_dir("sandbox-kernel-", owner=self._box.uid)
-        self._box.shared_dirs = (self._ipc_dir,)
+        self._box.shared_dirs = ((self._ipc_dir, SOCKETS),)
         self.transport = "ipc"
-        self.connection_file = os.path.join(self._ipc_dir, "kernel.json")
+        self.connection_file = os.path.join(self._ipc_dir, "nbgrader.json")  # the kernel's is kernel.json
         self.ip = os.path.join(self._ipc_dir, "kernel")
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self._box is None:
             return await super()._async_launch_kernel(kernel_cmd, **kw)
+        # the kernel's own connection file: the same ports and key, its sockets at the inside path (nbgrader's file,
+        # which jupyter_client checks again after the launch, names the host's)
+        with open(self.connection_file, encoding="utf-8") as f:
+            info = dict(json.load(f), ip=os.path.join(SOCKETS, os.path.basename(self.ip)))
+        kernels = os.path.join(self._ipc_dir, "kernel.json")
+        fd = os.open(kernels, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
         if os.geteuid() == 0:
-            os.chown(self.connection_file, self._box.uid, self._box.uid)
+            os.chown(kernels, self._box.uid, self._box.uid)
         kw["cwd"] = "/"
         kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap clears it for the kernel
         launched = await super()._async_launch_kernel(
-            self._box.python_argv(_KERNEL_BOOT, "-f", self.connection_file), **kw)
+            self._box.python_argv(_KERNEL_BOOT, "-f", os.path.join(SOCKETS, "kernel.json")), **kw)
         threading.Thread(target=self._guard_sockets_folder, args=(self._ipc_dir,), daemon=True).start()
         return launched
 

@@ -38,11 +38,12 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 
-from . import supervisor
+from . import landlock, supervisor
 from .limits import CPU_SECONDS, MEMORY_BYTES, SERVER_PROCESSES, UID_BASE
 
 SITE = "/sandbox/site"  # where granted packages appear inside
 HOME = "/home/student"  # the working folder inside: the student's files, read-only, and room to write
+WRITABLE = ("/tmp", HOME)  # the only places a sandboxed process writes to (tmpfs, size-capped)
 
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install "
                 "bubblewrap`) and make sure unprivileged user namespaces are enabled "
@@ -396,7 +397,9 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
     files: tuple[tuple[str, str], ...] = ()  # (host file, path relative to the working folder), bound read-only
     read_only: tuple[tuple[str, str], ...] = ()  # (host path, path inside), e.g. the student server's code
-    shared_dirs: tuple[str, ...] = ()  # host folders bound read-write at the same path (the kernel's sockets)
+    # (host folder, path inside) bound read-write: the kernel's sockets. Where Landlock exists (python_argv) the
+    # sandbox can only make Unix sockets there; writes go to its /tmp and home alone
+    shared_dirs: tuple[tuple[str, str], ...] = ()
     env: dict = field(default_factory=dict)
     uid_base: int = UID_BASE
     containment: Containment | None = None  # None: the strongest this machine allows (containment())
@@ -423,7 +426,9 @@ class Sandbox:
             who = f"uid {self.uid} of its own (from the reserved range at {self.uid_base})"
         else:
             who = f"a user namespace of {os.geteuid()} (the grader's own user, without access to its files)"
-        return f"{who}; its processes bounded together by {self.bounded_by.describe()}"
+        writes = (f"its writes confined to its own /tmp and home by Landlock (ABI {landlock.abi()})" if landlock.abi()
+                  else "no Landlock in this kernel (its writable host folders, if any, watched from outside)")
+        return f"{who}; its processes bounded together by {self.bounded_by.describe()}; {writes}"
 
     def stopped_for(self, returncode: int | None) -> str:
         """Why the supervisor stopped this sandbox, from the exit status of the process argv started ("" if not)."""
@@ -475,8 +480,10 @@ class Sandbox:
             if not inside.startswith(HOME + "/"):
                 raise ValueError(f"files: {rel!r} leaves the working folder")
             args += dirs_for(inside) + ["--ro-bind", host, inside]
-        for d in self.shared_dirs:
-            args += dirs_for(d + "/x") + ["--bind", d, d]
+        for host, inside in self.shared_dirs:
+            if _beneath(inside, ("/tmp", HOME)):
+                raise ValueError(f"shared_dirs: {inside!r} is beneath a writable place (Landlock would allow writes)")
+            args += dirs_for(inside + "/x") + ["--bind", host, inside]
         # nothing but the mounts above is writable: not the sandbox's root, not its /dev (an unbounded tmpfs)
         args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         return args
@@ -520,9 +527,16 @@ class Sandbox:
         return out + list(cmd)
 
     def python_argv(self, boot: str, *args: str) -> list[str]:
-        """``python -I -S -c boot args`` inside: no site folders but the granted packages at /sandbox/site."""
+        """``python -I -S -c boot args`` inside: no site folders but the granted packages at /sandbox/site; where
+        the kernel has Landlock, restricted before boot runs to writing beneath its /tmp and home (landlock.py)."""
+        first = landlock.boot_source(WRITABLE) if landlock.abi() else ""
         return self.argv([self.python, "-I", "-S", "-c",
-                          f"import sys; sys.path.append({SITE!r})\n" + boot, *args])
+                          first + f"import sys; sys.path.append({SITE!r})\n" + boot, *args])
+
+
+def _beneath(path: str, folders: tuple[str, ...]) -> bool:
+    path = os.path.normpath(path)
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
 
 
 def regular_files(folder: str, *, skip=("*.ipynb",), max_files: int = 200, max_bytes: int = 64 * 1024**2

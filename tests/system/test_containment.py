@@ -27,7 +27,7 @@ import pytest
 from accounts import as_user, make_user, remove_user, user_python
 from corpus import LNKIT_COURSE
 
-from nbgrader_sandbox import sandbox, supervisor
+from nbgrader_sandbox import landlock, sandbox, supervisor
 from nbgrader_sandbox.preprocessors import SafeExecute
 
 pytestmark = pytest.mark.slow
@@ -211,7 +211,62 @@ SOCKETS_FOLDER = ("from ipykernel.connect import get_connection_file\nimport os\
                   "folder = os.path.dirname(get_connection_file())\n")
 
 
+SOCKETS_FOLDER_WRITES = SOCKETS_FOLDER + r'''
+import socket, subprocess, sys
+seen = {}
+def attempt(name, act):
+    try:
+        act()
+        seen[name] = "done"
+    except OSError as e:
+        seen[name] = type(e).__name__
+def unlinked_but_open():  # host disk the folder's size never shows
+    f = open(os.path.join(folder, "held"), "wb")
+    os.unlink(os.path.join(folder, "held"))
+    f.write(b"x" * 4 * 1024**2)
+attempt("new file", lambda: open(os.path.join(folder, "fill"), "wb").write(b"x" * 4 * 1024**2))
+attempt("unlinked but open", unlinked_but_open)
+attempt("folder", lambda: os.makedirs(os.path.join(folder, "a", "b")))
+attempt("connection file", lambda: open(os.path.join(folder, "kernel.json"), "a").write(" " * 1024**2))
+attempt("remove a socket", lambda: os.unlink(os.path.join(folder, "kernel-1")))
+attempt("remove nbgrader's file", lambda: os.unlink(os.path.join(folder, "nbgrader.json")))
+attempt("link", lambda: os.symlink("/tmp", os.path.join(folder, "l")))
+def child():
+    out = subprocess.run([sys.executable, "-c", f"open({os.path.join(folder, 'child')!r}, 'wb')"],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise PermissionError() if "PermissionError" in out.stderr else OSError(out.stderr)
+attempt("a child's new file", child)
+attempt("socket", lambda: socket.socket(socket.AF_UNIX).bind(os.path.join(folder, "s")))
+attempt("/tmp", lambda: open("/tmp/f", "wb").write(b"x" * 1024**2))
+attempt("home", lambda: open(os.path.expanduser("~/f"), "wb").write(b"x"))
+print(sorted(seen.items()))
+'''
+
+
+SOCKETS_FOLDER_SEEN = str(sorted({
+    "new file": "PermissionError", "unlinked but open": "PermissionError", "folder": "PermissionError",
+    "connection file": "PermissionError", "remove a socket": "PermissionError",
+    "remove nbgrader's file": "PermissionError", "link": "PermissionError", "a child's new file": "PermissionError",
+    "socket": "done", "/tmp": "done", "home": "done"}.items())) + "\n"
+
+
+def test_with_landlock_the_kernel_makes_nothing_but_sockets_in_its_sockets_folder(tmp_path, monkeypatch):
+    if not landlock.abi():
+        pytest.skip("this kernel has no Landlock: the guard's tests below are the whole defence")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the sockets' folder is made here
+    nb, resources, _ = run_notebook([SOCKETS_FOLDER_WRITES, "import os; print(sorted(os.listdir(folder)))"],
+                                    tmp_path / "course", SafeExecute__timeout=60)
+    assert resources.get("sandbox_kernel") is None, resources["sandbox_kernel"]  # not stopped: nothing got there
+    assert nb.cells[0].outputs[0]["text"] == SOCKETS_FOLDER_SEEN
+    made = eval(nb.cells[1].outputs[0]["text"])  # noqa: S307 - the list the kernel printed, from a test's own cell
+    assert set(made) - {"kernel.json", "nbgrader.json", "s"} <= {f"kernel-{n}" for n in range(1, 1 << 16)}, made
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("sandbox-kernel-")]
+
+
 def test_writes_into_a_subfolder_of_the_sockets_folder_stop_the_kernel(tmp_path, monkeypatch):
+    """Where Landlock is missing (made so here), the guard is what stops a kernel filling its sockets' folder."""
+    monkeypatch.setattr(landlock, "abi", lambda: 0)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the sockets' folder is made here
     fill = (SOCKETS_FOLDER + "os.makedirs(os.path.join(folder, 'a', 'b'))\n"
             "for i in range(40):\n"
@@ -235,6 +290,7 @@ LOCKED_FOLDER = (SOCKETS_FOLDER + "os.makedirs(os.path.join(folder, 'locked', 'i
 
 
 def test_a_locked_folder_left_in_the_sockets_folder_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(landlock, "abi", lambda: 0)  # with Landlock nothing but a socket can be made there
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     nb, _, _ = run_notebook([LOCKED_FOLDER], tmp_path / "course", SafeExecute__timeout=30)
     assert nb.cells[0].outputs[0]["text"] == "locked\n"
@@ -246,8 +302,8 @@ def test_a_locked_folder_left_in_the_sockets_folder_is_removed(tmp_path, monkeyp
 USER_SCRIPT = r'''
 import json, os, subprocess, sys, tempfile
 sys.path.insert(0, sys.argv[1])
-from nbgrader_sandbox import sandbox
-from test_containment import FORKED_HOGS, LOCKED_FOLDER, run_notebook
+from nbgrader_sandbox import landlock, sandbox
+from test_containment import FORKED_HOGS, LOCKED_FOLDER, SOCKETS_FOLDER_WRITES, run_notebook
 from pathlib import Path
 seen = {"kind": sandbox.containment().kind}
 box = sandbox.Sandbox(key="hogs/01", limits=sandbox.Limits(tmp_bytes=16 * 1024**2, memory_bytes=512 * 1024**2))
@@ -255,7 +311,13 @@ out = subprocess.run(box.python_argv(FORKED_HOGS), capture_output=True, text=Tru
 seen["memory"] = [out.returncode, box.stopped_for(out.returncode), "all three held" in out.stdout]
 work = Path(tempfile.mkdtemp())
 tempfile.tempdir = str(work)
+seen["landlock"] = landlock.abi()
+if seen["landlock"]:
+    nb, _, _ = run_notebook([SOCKETS_FOLDER_WRITES], work / "landlock", SafeExecute__timeout=60)
+    seen["writes"] = nb.cells[0].outputs[0].get("text")
+abi, landlock.abi = landlock.abi, lambda: 0  # the guard alone, as on a kernel without Landlock
 nb, _, _ = run_notebook([LOCKED_FOLDER], work / "course", SafeExecute__timeout=30)
+landlock.abi = abi
 seen["locked"] = nb.cells[0].outputs[0].get("text")
 seen["left"] = sorted(p.name for p in work.iterdir() if p.name.startswith("sandbox-kernel-"))
 print(json.dumps(seen))
@@ -281,6 +343,8 @@ def test_as_an_ordinary_user_the_watcher_stops_it_and_nothing_is_left():
         assert seen["memory"][0] == supervisor.STOPPED_MEMORY and "memory limit" in seen["memory"][1], seen
         assert seen["memory"][2] is False
         assert seen["locked"] == "locked\n" and seen["left"] == [], seen
+        if landlock.abi():  # the same machine: what root's kernel is refused, the ordinary user's is too
+            assert seen["landlock"] == landlock.abi() and seen["writes"] == SOCKETS_FOLDER_SEEN, seen
     finally:
         remove_user(name)
         shutil.rmtree(base, ignore_errors=True)
