@@ -262,6 +262,7 @@ def test_with_landlock_the_kernel_makes_nothing_but_sockets_in_its_sockets_folde
     made = eval(nb.cells[1].outputs[0]["text"])  # noqa: S307 - the list the kernel printed, from a test's own cell
     assert set(made) - {"kernel.json", "nbgrader.json", "s"} <= {f"kernel-{n}" for n in range(1, 1 << 16)}, made
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("sandbox-kernel-")]
+    assert f"by Landlock (ABI {landlock.abi()})" in sandbox.Sandbox(key="x/y").identity()  # the reports' isolation
 
 
 def test_writes_into_a_subfolder_of_the_sockets_folder_stop_the_kernel(tmp_path, monkeypatch):
