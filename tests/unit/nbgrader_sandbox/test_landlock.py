@@ -14,7 +14,7 @@ import pytest
 
 from nbgrader_sandbox import landlock
 
-pytestmark = pytest.mark.skipif(landlock.abi() == 0, reason="this kernel has no Landlock (Linux 5.13+, enabled)")
+needs_landlock = pytest.mark.skipif(landlock.abi() == 0, reason="this kernel has no Landlock (Linux 5.13+, enabled)")
 
 ATTEMPTS = r'''
 import json, os, socket, subprocess, sys
@@ -51,6 +51,7 @@ print(json.dumps(seen))
 '''
 
 
+@needs_landlock
 def test_writes_go_beneath_the_granted_folders_only(tmp_path):
     inside, outside = tmp_path / "inside", tmp_path / "outside"
     inside.mkdir()
@@ -76,6 +77,7 @@ def test_writes_go_beneath_the_granted_folders_only(tmp_path):
     assert (outside / "existing").read_bytes() == b"kept"
 
 
+@needs_landlock
 def test_a_process_that_cannot_be_restricted_ends_with_a_message(tmp_path):
     code = landlock.boot_source((str(tmp_path / "missing"),)) + "print('ran')"
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
@@ -83,6 +85,7 @@ def test_a_process_that_cannot_be_restricted_ends_with_a_message(tmp_path):
     assert "Landlock could not restrict this sandbox" in out.stderr and "missing" in out.stderr
 
 
+@needs_landlock
 def test_the_boot_source_leaves_no_name_behind():
     code = landlock.boot_source(("/tmp",)) + "print(sorted(n for n in dir() if not n.startswith('__')))"
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
@@ -96,3 +99,12 @@ def test_the_rights_taken_away_grow_with_the_abi():
     assert landlock.handled(2) == landlock.handled(1) | 1 << 13
     assert landlock.handled(3) == landlock.handled(7) == landlock.handled(2) | 1 << 14
     assert not landlock.handled(7) & (1 << 0 | 1 << 2 | 1 << 3 | 1 << 9)
+
+
+@pytest.mark.parametrize("inside", ["/tmp/sockets", "/tmp", "/home/student/sockets", "/home/student/../student/s"])
+def test_a_shared_folder_beneath_a_writable_place_is_refused(inside):
+    """Landlock grants writes beneath /tmp and home: a host folder bound there would take any file through them."""
+    from nbgrader_sandbox.sandbox import Sandbox
+
+    with pytest.raises(ValueError, match="beneath a writable place"):
+        Sandbox(key="a/b", shared_dirs=(("/var/empty", inside),))._mounts()

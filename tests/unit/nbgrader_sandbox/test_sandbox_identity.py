@@ -1,4 +1,5 @@
-"""Which uid a student's sandbox gets as root: one per submission folder, so two courses never share one."""
+"""Which uid a student's sandbox gets as root: one per submission folder (two courses: two uids but for rare hash
+collisions)."""
 
 from __future__ import annotations
 
