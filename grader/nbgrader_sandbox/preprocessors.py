@@ -36,7 +36,7 @@ from .course import Course
 from .intake import course_secret, hidden_cases_key, submission_digest
 from .integrity import METADATA_KEY
 from .kernel import IsolatedKernelManager, submission_of
-from .remote import SandboxRefused
+from .remote import SandboxRefused, server_packages
 from .settings import GradingSandbox
 
 
@@ -346,6 +346,7 @@ class CheckOutsideKernel(NbGraderPreprocessor):
         digest = submission_digest(self._submitted_folder(info) or folder)
         hidden_key = hidden_cases_key(course_secret(info["db_url"]), str(info.get("student") or student),
                                       str(info.get("assignment") or assignment), str(info["notebook"]), digest)
+        packages = tuple(settings.packages_for(assignment))
         job = {
             "cells": cells,
             "tests": [{"grade_id": nb.cells[i].metadata.nbgrader["grade_id"],
@@ -353,9 +354,11 @@ class CheckOutsideKernel(NbGraderPreprocessor):
                       for i in tests],
             "limits": {"call_seconds": settings.call_seconds, "start_seconds": settings.start_seconds,
                        "memory_bytes": settings.memory_bytes, "cpu_seconds": settings.cpu_seconds,
-                       "packages": list(settings.packages_for(assignment)), "key": sandbox.submission_key(folder),
+                       "packages": list(packages), "key": sandbox.submission_key(folder),
                        "files": files, "uid_base": settings.uid_base,
-                       "allow_unsandboxed": settings.allow_unsandboxed, "cell_seconds": timeout},
+                       "allow_unsandboxed": settings.allow_unsandboxed, "cell_seconds": timeout,
+                       "binds": self._server_binds(packages)},
+            "machine": sandbox.machine_facts(),
             "hidden_key": hidden_key.hex(),
             "course": settings.course,
         }
@@ -389,6 +392,17 @@ class CheckOutsideKernel(NbGraderPreprocessor):
             return None
         path = coursedir.format_path(coursedir.submitted_directory, info["student"], info["assignment"])
         return path if os.path.isdir(path) and not os.path.islink(path) else None
+
+    @staticmethod
+    def _server_binds(packages: tuple) -> list:
+        """The student server's package binds, found once in this process rather than again in each notebook's
+        checker ([]: the checker finds them itself, and reports what is wrong with them, as before)."""
+        if sandbox.unavailable():
+            return []
+        try:
+            return [list(b) for b in sandbox.package_binds(server_packages(packages))]
+        except ValueError:
+            return []
 
     def _run_checker(self, job: dict) -> dict:
         wall = GradingSandbox(parent=self).checker_wall_seconds

@@ -45,6 +45,9 @@ class Limits:
     packages: tuple = ("numpy",)  # what the student's code may import here (the assignment's declaration)
     key: str = "student"  # whose sandbox (sandbox.submission_key of the submission): picks its uid as root
     files: tuple = ()  # (host path, relative path) of the submission's files, bound read-only
+    # sandbox.package_binds(server_packages(packages)) where a long-lived caller computed it once (the checker is a
+    # process per notebook, and finding the packages' files is most of its start); () finds them here
+    binds: tuple = ()
     uid_base: int = UID_BASE
     allow_unsandboxed: bool = False  # only for a trusted setting: run student code without a sandbox
     cell_seconds: float | None = None  # c.Execute.timeout: CPU seconds of the student code one test cell runs
@@ -59,6 +62,13 @@ class Limits:
             raise ValueError(f"Limits.memory_bytes must be an int of at least 256 MiB; got {self.memory_bytes!r}")
         self.packages = tuple(self.packages)
         self.files = tuple(tuple(f) for f in self.files)
+        self.binds = tuple(tuple(b) for b in self.binds)
+
+
+def server_packages(packages: tuple) -> tuple:
+    """What the student server is given: the assignment's packages, and NumPy always (its wire format, wire.py,
+    carries arrays as np.save bytes)."""
+    return tuple(dict.fromkeys(("numpy", *packages)))
 
 
 class SandboxRefused(RuntimeError):
@@ -123,7 +133,7 @@ class StudentServer:
                                  f"c.GradingSandbox.allow_unsandboxed = True.")
         self.box = None if reason else sandbox.Sandbox(
             # NumPy always: the server's wire format (wire.py) carries arrays as np.save bytes
-            key=self.limits.key, packages=tuple(dict.fromkeys(("numpy", *self.limits.packages))),
+            key=self.limits.key, packages=server_packages(self.limits.packages), binds=self.limits.binds or None,
             limits=sandbox.Limits(memory_bytes=self.limits.memory_bytes, cpu_seconds=int(self.limits.cpu_seconds)),
             files=self.limits.files, read_only=_SERVER_FILES, uid_base=self.limits.uid_base)
         self.isolation = self.box.identity() if self.box else f"NO SANDBOX ({reason})"

@@ -186,9 +186,31 @@ def _can_make_cgroups(parents: list[str], wanted: tuple[str, ...]) -> bool:
     return True
 
 
+# What a parent process found out (machine_facts), adopted by a child instead of probing again (adopt_machine_facts)
+_adopted: dict | None = None
+
+
+def machine_facts() -> dict:
+    """This process's findings about the machine, for a child process of the same user to adopt instead of probing
+    again (the checker is a process per notebook, and the probe is a sandbox run): JSON-ready."""
+    bound = containment()
+    return {"unavailable": unavailable(), "containment": [bound.kind, list(bound.parents)]}
+
+
+def adopt_machine_facts(facts: dict) -> None:
+    """Take a parent's machine_facts() as this process's own (before the first sandbox)."""
+    global _adopted
+    kind, parents = facts["containment"]
+    _adopted = {"unavailable": str(facts["unavailable"]), "containment": Containment(kind, tuple(parents))}
+    unavailable.cache_clear()
+    containment.cache_clear()
+
+
 @functools.cache
 def containment() -> Containment:
     """The strongest containment this machine and user allow (see :class:`Containment`)."""
+    if _adopted is not None:
+        return _adopted["containment"]
     try:
         mounts, own = _cgroup_mounts(), _own_cgroups()
     except (OSError, ValueError):
@@ -224,6 +246,8 @@ def _run_quiet(argv: list[str], timeout: float = 20) -> subprocess.CompletedProc
 @functools.cache
 def unavailable() -> str:
     """Why no sandbox can be made here ("" when one can): bubblewrap missing, or refused by the kernel."""
+    if _adopted is not None:
+        return _adopted["unavailable"]
     for tool in ("bwrap", "prlimit", "setpriv"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed: {INSTALL_HINT}"
@@ -400,6 +424,7 @@ class Sandbox:
     # (host folder, path inside) bound read-write: the kernel's sockets. Where Landlock exists (python_argv) the
     # sandbox can only make Unix sockets there; writes go to its /tmp and home alone
     shared_dirs: tuple[tuple[str, str], ...] = ()
+    binds: tuple[tuple[str, str], ...] | None = None  # package_binds(packages), where the caller has it already
     env: dict = field(default_factory=dict)
     uid_base: int = UID_BASE
     containment: Containment | None = None  # None: the strongest this machine allows (containment())
@@ -470,7 +495,7 @@ class Sandbox:
             args += dirs_for(prefix + "/x") + ["--ro-bind", prefix, prefix]
         for hidden in _hidden_site_dirs(prefix):
             args += ["--tmpfs", hidden]
-        for host, inside in package_binds(tuple(self.packages)):
+        for host, inside in package_binds(tuple(self.packages)) if self.binds is None else self.binds:
             args += dirs_for(inside) + ["--ro-bind", host, inside]
         for host, inside in self.read_only:
             args += dirs_for(inside) + ["--ro-bind", host, inside]
@@ -605,6 +630,29 @@ def kill_tree(pid: int) -> None:
 
 
 def descendants(pid: int) -> list[int]:
+    """Every process under pid, from each thread's list of children (the kernel's /proc/<pid>/task/<tid>/children):
+    reads the subtree only, polled many times a second; all of /proc's parent links where that list is missing."""
+    if not _CHILDREN_LISTS:
+        return _descendants_by_scan(pid)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{p}/task")
+        except OSError:  # it ended
+            continue
+        for tid in threads:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children", "rb") as f:
+                    found = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out += found
+            todo += found
+    return out
+
+
+def _descendants_by_scan(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -621,6 +669,9 @@ def descendants(pid: int) -> list[int]:
             out.append(c)
             todo.append(c)
     return out
+
+
+_CHILDREN_LISTS = os.path.exists(f"/proc/self/task/{os.getpid()}/children")  # CONFIG_PROC_CHILDREN, most kernels
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
