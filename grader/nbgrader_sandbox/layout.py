@@ -52,10 +52,10 @@ def _sqlite_path(db_url: str, root: str) -> str:
     return path if os.path.isabs(path) else os.path.join(root, path)
 
 
-# nbgrader 0.9.6's CourseDirectory defaults (tests/unit/nbgrader_sandbox/test_layout.py compares every layout read here
-# with nbgrader's own CourseDirectory): read without importing nbgrader, whose import takes three seconds.
-_DEFAULTS = {"source_directory": "source", "release_directory": "release", "submitted_directory": "submitted",
-             "autograded_directory": "autograded", "feedback_directory": "feedback"}
+# The folders' steps: CourseDirectory.<step>_directory, whose nbgrader 0.9.6 default is the step's name
+# (tests/unit/nbgrader_sandbox/test_layout.py compares every layout read here with nbgrader's own CourseDirectory):
+# read without importing nbgrader, whose import takes seconds.
+STEPS = ("source", "release", "submitted", "autograded", "feedback")
 
 
 def for_course(course_root: str) -> CourseLayout:
@@ -68,7 +68,5 @@ def for_course(course_root: str) -> CourseLayout:
     cd = PyFileConfigLoader("nbgrader_config.py", path=course_root).load_config().CourseDirectory
     root = os.path.abspath(cd.get("root", course_root))
     db_url = cd.get("db_url") or "sqlite:///" + os.path.join(root, "gradebook.db")
-    folders = {key: cd.get(key, default) for key, default in _DEFAULTS.items()}
-    return CourseLayout(root=root, source=folders["source_directory"], release=folders["release_directory"],
-                        submitted=folders["submitted_directory"], autograded=folders["autograded_directory"],
-                        feedback=folders["feedback_directory"], gradebook=_sqlite_path(db_url, root))
+    folders = {step: cd.get(f"{step}_directory", step) for step in STEPS}
+    return CourseLayout(root=root, gradebook=_sqlite_path(db_url, root), **folders)
