@@ -71,9 +71,10 @@ $(HUB_PROXY):
 
 # pytest-xdist workers, each running whole files (their module fixtures set up once), the longest files first
 # (tests/conftest.py): the long system tests overlap instead of queueing, and one worker's waits (servers, browsers,
-# kernels starting) are the others' CPU time. On 2 quiet cores (fresh clones, one run each) 3 workers took 16.2 min
-# and 2 took 16.9, about the same: the CPU is the limit. Under four CPU hogs only 3 were run (25.2 min); a third
-# worker should claim a larger share of a busy machine, not measured against 2.
+# kernels starting) are the others' CPU time. On 2 quiet cores (fresh clones, one run each, an earlier commit) 3
+# workers took 16.2 min and 2 took 16.9, about the same: the CPU is the limit (93-95% busy throughout). Now 3 take
+# 13.2 min quiet and 21.0 under four CPU hogs; a third worker should claim a larger share of a busy machine, not
+# measured against 2.
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-dev system hub-proxy
