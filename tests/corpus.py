@@ -12,6 +12,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The start of a script that tries writes (tests of the sandbox's Landlock, run in a kernel or a plain process):
+# attempt(name, act) records "done" or the OSError's class name in `seen`; the two writes that need more than a line
+# are here too.
+WRITE_ATTEMPTS = r'''
+import os, subprocess, sys
+seen = {}
+def attempt(name, act):
+    try:
+        act()
+        seen[name] = "done"
+    except OSError as e:
+        seen[name] = type(e).__name__
+def unlinked_but_open(folder, size):  # host disk no folder's size shows: a file opened, unlinked, written, held
+    f = open(os.path.join(folder, "held"), "wb")
+    os.unlink(os.path.join(folder, "held"))
+    f.write(b"x" * size)
+def child_creates(path):  # a process the script starts, making a file
+    out = subprocess.run([sys.executable, "-c", f"open({path!r}, 'wb')"], capture_output=True, text=True)
+    if out.returncode:
+        raise PermissionError() if "PermissionError" in out.stderr else OSError(out.stderr)
+'''
+
 # The course module the grader reads for lnkit (nbgrader_config.py: c.GradingSandbox.course), for tests that run the
 # checker or a student server directly.
 LNKIT_COURSE = "lnkit.checks.course"

@@ -104,10 +104,11 @@ def restrict_writes(writable: tuple[str, ...], devices: str = "/dev") -> int:
     return version
 
 
+@functools.cache
 def boot_source(writable: tuple[str, ...]) -> str:
     """Python source that restricts the process it runs in (see restrict_writes), or ends it with a message when it
     cannot: the grader asks for this only where its own probe found Landlock, so a failure is never silent. It leaves
-    no name behind in ``__main__``."""
+    no name behind in ``__main__``. Made once per process (every sandbox's command line carries it)."""
     here = os.path.abspath(__file__.removesuffix("c"))  # the .py, even when imported from a .pyc
     with open(here, encoding="utf-8") as f:
         source = f.read()

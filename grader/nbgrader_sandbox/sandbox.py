@@ -506,7 +506,7 @@ class Sandbox:
                 raise ValueError(f"files: {rel!r} leaves the working folder")
             args += dirs_for(inside) + ["--ro-bind", host, inside]
         for host, inside in self.shared_dirs:
-            if _beneath(inside, ("/tmp", HOME)):
+            if _beneath(inside, WRITABLE):
                 raise ValueError(f"shared_dirs: {inside!r} is beneath a writable place (Landlock would allow writes)")
             args += dirs_for(inside + "/x") + ["--bind", host, inside]
         # nothing but the mounts above is writable: not the sandbox's root, not its /dev (an unbounded tmpfs)

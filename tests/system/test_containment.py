@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from accounts import as_user, make_user, remove_user, user_python
-from corpus import LNKIT_COURSE
+from corpus import LNKIT_COURSE, WRITE_ATTEMPTS
 
 from nbgrader_sandbox import landlock, sandbox, supervisor
 from nbgrader_sandbox.preprocessors import SafeExecute
@@ -211,32 +211,16 @@ SOCKETS_FOLDER = ("from ipykernel.connect import get_connection_file\nimport os\
                   "folder = os.path.dirname(get_connection_file())\n")
 
 
-SOCKETS_FOLDER_WRITES = SOCKETS_FOLDER + r'''
-import socket, subprocess, sys
-seen = {}
-def attempt(name, act):
-    try:
-        act()
-        seen[name] = "done"
-    except OSError as e:
-        seen[name] = type(e).__name__
-def unlinked_but_open():  # host disk the folder's size never shows
-    f = open(os.path.join(folder, "held"), "wb")
-    os.unlink(os.path.join(folder, "held"))
-    f.write(b"x" * 4 * 1024**2)
+SOCKETS_FOLDER_WRITES = SOCKETS_FOLDER + WRITE_ATTEMPTS + r'''
+import socket
 attempt("new file", lambda: open(os.path.join(folder, "fill"), "wb").write(b"x" * 4 * 1024**2))
-attempt("unlinked but open", unlinked_but_open)
+attempt("unlinked but open", lambda: unlinked_but_open(folder, 4 * 1024**2))
 attempt("folder", lambda: os.makedirs(os.path.join(folder, "a", "b")))
 attempt("connection file", lambda: open(os.path.join(folder, "kernel.json"), "a").write(" " * 1024**2))
 attempt("remove a socket", lambda: os.unlink(os.path.join(folder, "kernel-1")))
 attempt("remove nbgrader's file", lambda: os.unlink(os.path.join(folder, "nbgrader.json")))
 attempt("link", lambda: os.symlink("/tmp", os.path.join(folder, "l")))
-def child():
-    out = subprocess.run([sys.executable, "-c", f"open({os.path.join(folder, 'child')!r}, 'wb')"],
-                         capture_output=True, text=True)
-    if out.returncode:
-        raise PermissionError() if "PermissionError" in out.stderr else OSError(out.stderr)
-attempt("a child's new file", child)
+attempt("a child's new file", lambda: child_creates(os.path.join(folder, "child")))
 attempt("socket", lambda: socket.socket(socket.AF_UNIX).bind(os.path.join(folder, "s")))
 attempt("/tmp", lambda: open("/tmp/f", "wb").write(b"x" * 1024**2))
 attempt("home", lambda: open(os.path.expanduser("~/f"), "wb").write(b"x"))

@@ -11,31 +11,21 @@ import subprocess
 import sys
 
 import pytest
+from corpus import WRITE_ATTEMPTS
 
 from nbgrader_sandbox import landlock
 
 needs_landlock = pytest.mark.skipif(landlock.abi() == 0, reason="this kernel has no Landlock (Linux 5.13+, enabled)")
 
-ATTEMPTS = r'''
-import json, os, socket, subprocess, sys
+ATTEMPTS = WRITE_ATTEMPTS + r'''
+import json, socket
 inside, outside = sys.argv[1], sys.argv[2]
-seen = {}
-def attempt(name, act):
-    try:
-        act()
-        seen[name] = "done"
-    except OSError as e:
-        seen[name] = type(e).__name__
-def unlinked_but_open():  # the hole this closes: a file opened, unlinked, and written while held open
-    f = open(os.path.join(outside, "held"), "wb")
-    os.unlink(os.path.join(outside, "held"))
-    f.write(b"x" * 4096)
 attempt("write inside", lambda: open(os.path.join(inside, "f"), "wb").write(b"x"))
 attempt("folder inside", lambda: os.mkdir(os.path.join(inside, "d")))
 attempt("socket outside", lambda: socket.socket(socket.AF_UNIX).bind(os.path.join(outside, "s")))
 attempt("write /dev/null", lambda: open("/dev/null", "w").write("x"))
 attempt("new file outside", lambda: open(os.path.join(outside, "f"), "wb").write(b"x"))
-attempt("unlinked but open outside", unlinked_but_open)
+attempt("unlinked but open outside", lambda: unlinked_but_open(outside, 4096))
 attempt("append outside", lambda: open(os.path.join(outside, "existing"), "ab").write(b"x"))
 attempt("truncate outside", lambda: os.truncate(os.path.join(outside, "existing"), 0))
 attempt("remove outside", lambda: os.unlink(os.path.join(outside, "existing")))
@@ -44,9 +34,7 @@ attempt("link outside", lambda: os.symlink("/etc/passwd", os.path.join(outside, 
 attempt("fifo outside", lambda: os.mkfifo(os.path.join(outside, "p")))
 attempt("move in to out", lambda: os.rename(os.path.join(inside, "f"), os.path.join(outside, "moved")))
 attempt("hard link in to out", lambda: os.link(os.path.join(inside, "f"), os.path.join(outside, "hard")))
-child = subprocess.run([sys.executable, "-c", f"open({os.path.join(outside, 'child')!r}, 'wb')"],
-                       capture_output=True, text=True)
-seen["a child's new file outside"] = "PermissionError" if "PermissionError" in child.stderr else child.stderr
+attempt("a child's new file outside", lambda: child_creates(os.path.join(outside, "child")))
 print(json.dumps(seen))
 '''
 
